@@ -1,0 +1,246 @@
+"""Configuration in two layers (STYLE.md §2).
+
+ML stages use plain dataclasses (`Config`), loaded as defaults -> YAML file -> environment
+(`TWOTOWER__SECTION__KEY=value`) -> CLI overrides (`section.key=value`), then validated.
+Service/database settings (`Settings`) use pydantic-settings: DATABASE_URL, TWOTOWER_HOME, auth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from twotower.errors import InvalidInput
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "default.yaml"
+
+
+@dataclass
+class ArtifactsConfig:
+    """Vocabulary limits (seed 003 §3.1 keys)."""
+
+    max_tag_vocab: int = 512
+    min_tag_freq: int = 3
+    max_actress_vocab: int = 256
+    min_actress_freq: int = 2
+    max_history: int = 200  # liked videos fed to the history path of the user tower
+
+
+@dataclass
+class ModelConfig:
+    """Tower shapes. `kind` picks the family: `mlp` (seed 003 content towers) or
+    `hybrid` (linear history path + item-ID table + content MLP, see docs/benchmarks.md)."""
+
+    kind: str = "mlp"
+    embedding_dim: int = 256
+    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
+    dropout: list[float] = field(default_factory=lambda: [0.2, 0.1])
+    normalize: bool = True
+    use_content: bool = True
+    popularity_dim: bool = False  # extra dim: item log-popularity x learned user weight
+    init: str = "random"  # random | ease_svd | svd
+    ease_lambda: float = 0.0  # 0 -> choose on validation
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 25
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    gradient_clip_norm: float = 5.0
+    early_stopping_patience: int = 5
+    min_delta: float = 1e-4
+    negative_sampling_ratio: int = 3
+    sampler_mix: dict[str, float] = field(
+        default_factory=lambda: {"random": 0.6, "hard": 0.3, "popular": 0.1}
+    )
+    loss: str = "bce"  # bce | margin | softmax
+    margin: float = 0.5
+    temperature: float = 0.1
+    logq_correction: bool = True
+    train_val_split: float = 0.1
+    early_stopping_metric: str = "val_loss"  # val_loss | ndcg@10
+    seed: int = 42
+    use_rpc_features: bool = False
+
+
+@dataclass
+class EvaluationConfig:
+    split: str = "temporal-user"
+    test_fraction: float = 0.2
+    ks: list[int] = field(default_factory=lambda: [10, 20, 50])
+
+
+@dataclass
+class EmbeddingConfig:
+    batch_size: int = 4096
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    ef_search: int = 100
+    max_scan_tuples: int = 20000
+
+
+@dataclass
+class BatchConfig:
+    batch_size: int = 500
+    max_retries: int = 3
+    backoff_seconds: float = 1.0
+    log_retention_days: int = 7
+    webhook_url: str = ""
+
+
+@dataclass
+class Config:
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Stable hash: tells when a model was trained with other settings (gorse-style)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        cfg = cls()
+        _merge(cfg, data, "")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        t, m = self.training, self.model
+        if t.loss not in ("bce", "margin", "softmax"):
+            raise InvalidInput(f"training.loss must be bce, margin or softmax, not {t.loss!r}")
+        if m.kind not in ("mlp", "hybrid"):
+            raise InvalidInput(f"model.kind must be mlp or hybrid, not {m.kind!r}")
+        if m.init not in ("random", "ease_svd", "svd"):
+            raise InvalidInput(f"model.init must be random, ease_svd or svd, not {m.init!r}")
+        if abs(sum(t.sampler_mix.values()) - 1.0) > 1e-6:
+            raise InvalidInput("training.sampler_mix shares must sum to 1")
+        if not set(t.sampler_mix) <= {"random", "hard", "popular"}:
+            raise InvalidInput("training.sampler_mix keys are random, hard, popular")
+        for name, v in (("training.epochs", t.epochs), ("training.batch_size", t.batch_size),
+                        ("model.embedding_dim", m.embedding_dim)):
+            if v < 1:
+                raise InvalidInput(f"{name} must be >= 1, got {v}")
+        if not 0 < self.evaluation.test_fraction < 1:
+            raise InvalidInput("evaluation.test_fraction must be between 0 and 1")
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Coerce a YAML/env/CLI value to the type of the default it replaces."""
+    if isinstance(value, str) and not isinstance(current, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise InvalidInput(f"config {key}: cannot parse {value!r}") from e
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise InvalidInput(f"config {key}: expected true/false, got {value!r}")
+        return value
+    if isinstance(current, float) and isinstance(value, int | float):
+        return float(value)
+    if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(current, str | list | dict) and isinstance(value, type(current)):
+        return value
+    raise InvalidInput(f"config {key}: expected {type(current).__name__}, got {value!r}")
+
+
+def _merge(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise InvalidInput(f"config {prefix or 'file'}: expected a mapping")
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise InvalidInput(f"unknown config key {full!r}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, full + ".")
+        else:
+            setattr(obj, key, _coerce(value, current, full))
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file, then TWOTOWER__A__B env vars, then `a.b=value` overrides."""
+    data: dict[str, Any] = {}
+    for p in [DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None, path]:
+        if p is None:
+            continue
+        p = Path(p)
+        if not p.exists():
+            raise InvalidInput(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise InvalidInput(f"config file {p} is not valid YAML: {e}") from e
+        _deep_update(data, loaded)
+    for key, value in os.environ.items():
+        if key.startswith("TWOTOWER__"):
+            _set_path(data, key[len("TWOTOWER__"):].lower().replace("__", "."), value)
+    for item in overrides or []:
+        if "=" not in item:
+            raise InvalidInput(f"override {item!r} must look like section.key=value")
+        k, v = item.split("=", 1)
+        _set_path(data, k.strip(), v)
+    return Config.from_dict(data)
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+
+
+class Settings(BaseSettings):
+    """Service and database settings, from the environment (and a .env file)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    twotower_home: Path = Field(default=Path(".twotower"), alias="TWOTOWER_HOME")
+    pg_shared_buffers: str = Field(default="1GB", alias="TWOTOWER_PG_SHARED_BUFFERS")
+    pg_maintenance_work_mem: str = Field(default="1GB", alias="TWOTOWER_PG_MAINTENANCE_WORK_MEM")
+    pool_min: int = Field(default=2, alias="TWOTOWER_POOL_MIN")
+    pool_max: int = Field(default=10, alias="TWOTOWER_POOL_MAX")
+    auth_enabled: bool = Field(default=True, alias="TWOTOWER_AUTH_ENABLED")
+    jwt_secret: str | None = Field(default=None, alias="TWOTOWER_JWT_SECRET")
+    jwt_public_key: str | None = Field(default=None, alias="TWOTOWER_JWT_PUBLIC_KEY")
+    jwt_audience: str | None = Field(default=None, alias="TWOTOWER_JWT_AUDIENCE")
+    service_key: str | None = Field(default=None, alias="TWOTOWER_SERVICE_KEY")
+    ab_salt: str = Field(default="twotower-ab", alias="TWOTOWER_AB_SALT")
+
+    @property
+    def home(self) -> Path:
+        return self.twotower_home.expanduser().resolve()
+
+    def path(self, *parts: str) -> Path:
+        p = self.home.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
