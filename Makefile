@@ -4,8 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 export TWOTOWER_HOME ?= $(CURDIR)/.twotower
-# Serving-style thread pinning keeps numpy/torch from oversubscribing 2 cores (DESIGN §10).
-export OPENBLAS_NUM_THREADS ?= 1
+
+
 
 .PHONY: install demo test bench lint clean
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twotower import db
-from twotower.config import Settings
+from twotower.config import Settings, load_config
 from twotower.errors import LockHeld, TwotowerError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -168,6 +168,31 @@ def summary(top: int = 10) -> None:
     console.print(f"decisions from {row['first_decision']} to {row['last_decision']}")
     if tags:
         console.print("top liked tags: " + ", ".join(f"{t} ({n:,})" for t, n in tags))
+
+
+# --------------------------------------------------------------------------- evaluate
+
+@app.command()
+def evaluate(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="popularity, ease, ials, random, or a checkpoint path; repeatable or comma-separated")] = ["popularity", "ease"],  # noqa: B006
+    split: Annotated[str, typer.Option(help="temporal-user | temporal-global | random | new-items")] = "temporal-user",
+    test_fraction: Annotated[float | None, typer.Option(help="default: evaluation.test_fraction")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override: section.key=value")] = [],  # noqa: B006
+    run: Annotated[str | None, typer.Option(help="report folder name (default: a timestamp)")] = None,
+) -> None:
+    """Evaluate models on a leak-free split; print a table and write a report."""
+    from twotower.evaluate.run import run_evaluation
+
+    cfg = load_config(config, set_)
+    names = [n.strip() for m in model for n in m.split(",") if n.strip()]
+    with console.status("evaluating"):
+        out, results, meta = run_evaluation(settings(), cfg, names, split, test_fraction, run)
+    from twotower.evaluate.report import markdown_table
+
+    console.print(f"split {split}: {json.dumps(meta['split_info'])}")
+    print(markdown_table(results))
+    console.print(f"report: {out}/report.md")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import polars as pl
 import psycopg
 
 from twotower.data.load import copy_frame
+from twotower.db import sql
 from twotower.errors import InvalidInput
 
 LATENT = 16
@@ -36,6 +37,12 @@ class SynthSpec:
     cold_user_share: float = 0.05  # users with no decisions
     cold_video_share: float = 0.03  # brand-new videos nobody has seen
     days: int = 180  # decisions span this many days before EPOCH
+    # Knobs of the world (defaults make popularity a strong but beatable baseline):
+    popularity_shape: float = 1.2  # Pareto shape of video quality: lower = more skewed exposure
+    feed_beta: float = 8.0  # how strongly the feed picks videos by taste
+    fav_tag_skew: float = 0.5  # Zipf exponent of users' favourite tags: lower = more diverse tastes
+    taste_noise: float = 0.8  # idiosyncratic part of a user's taste
+    like_scale: float = 6.0  # weight of taste fit in the like logit
 
     def validate(self) -> None:
         if self.users < 2 or self.videos < 10 or self.decisions < 1:
@@ -87,6 +94,22 @@ def _multi_assign(rng: np.random.Generator, n_items: int, probs: np.ndarray, lo:
     return key // len(probs), key % len(probs)
 
 
+def _feed(rng: np.random.Generator, users: np.ndarray, user_vec: np.ndarray,
+          video_vec: np.ndarray, exposure: np.ndarray, n_cand: int = 6, beta: float = 4.0,
+          chunk: int = 500_000) -> np.ndarray:
+    """What each user is shown: `n_cand` popularity-drawn candidates, one picked by a softmax
+    on taste fit (Gumbel trick), as an app feed or a search would. Exposure is then popular
+    *and* taste-driven, as in real logs."""
+    out = np.empty(users.size, dtype=np.int64)
+    for s in range(0, users.size, chunk):
+        u = users[s:s + chunk]
+        cand = rng.choice(video_vec.shape[0], size=(u.size, n_cand), p=exposure)
+        fit = np.einsum("bd,bcd->bc", user_vec[u], video_vec[cand])
+        pick = np.argmax(beta * fit + rng.gumbel(size=fit.shape), axis=1)
+        out[s:s + chunk] = cand[np.arange(u.size), pick]
+    return out
+
+
 def generate(spec: SynthSpec) -> SynthData:
     """Build the whole data set in memory (vectorised). 10M decisions take well under a minute."""
     spec.validate()
@@ -121,14 +144,14 @@ def generate(spec: SynthSpec) -> SynthData:
     released_days_ago[cold_video] = rng.uniform(0, 3, size=n_cold_v)  # released in the last days
     released = _before_epoch(released_days_ago * 86400e6)
     # Power-law popularity (Pareto quality), fresher videos a little more exposed.
-    quality = rng.pareto(1.2, size=V) + 0.05
+    quality = rng.pareto(spec.popularity_shape, size=V) + 0.05
     exposure = quality * np.exp(-released_days_ago / 1500)
     exposure[cold_video] = 0
     exposure /= exposure.sum()
 
     # ---- users
-    fav = rng.choice(n_tags, size=(U, 3), p=_zipf_probs(n_tags, 0.9))
-    user_vec = _unit(tag_vec[fav].sum(axis=1) + rng.normal(scale=0.8, size=(U, LATENT)))
+    fav = rng.choice(n_tags, size=(U, 3), p=_zipf_probs(n_tags, spec.fav_tag_skew))
+    user_vec = _unit(tag_vec[fav].sum(axis=1) + rng.normal(scale=spec.taste_noise, size=(U, LATENT)))
     price_tol = np.exp(rng.normal(7.5, 0.5, size=U))  # price above which likes fall off
     pickiness = rng.normal(0, 0.5, size=U)
     pref_hour = rng.normal(21, 2.5, size=U)
@@ -147,7 +170,7 @@ def generate(spec: SynthSpec) -> SynthData:
     while pairs.size < D:
         draw = int(want * 1.15) + 16
         u = rng.choice(U, size=draw, p=activity)
-        v = rng.choice(V, size=draw, p=exposure)
+        v = _feed(rng, u, user_vec, video_vec, exposure, beta=spec.feed_beta)
         key = np.concatenate([pairs, u.astype(np.int64) * V + v])
         _, first = np.unique(key, return_index=True)
         pairs = key[np.sort(first)]
@@ -160,7 +183,7 @@ def generate(spec: SynthSpec) -> SynthData:
         e = slice(s, s + 1_000_000)
         fit[e] = np.einsum("ij,ij->i", user_vec[du[e]], video_vec[dv[e]])
     price_pen = np.clip(np.log(price[dv] / price_tol[du]), 0, None)
-    logit = 4.0 * fit - 1.2 * price_pen - pickiness[du] - 0.9 + rng.normal(scale=0.6, size=D)
+    logit = spec.like_scale * fit - 1.2 * price_pen - pickiness[du] - 1.4 + rng.normal(scale=0.6, size=D)
     like = rng.random(D) < 1.0 / (1.0 + np.exp(-logit))
 
     # Time: uniformly over the window after the user joined; hour follows a daily rhythm.
@@ -217,6 +240,7 @@ def load(conn: psycopg.Connection, data: SynthData, replace: bool = False) -> di
         if n:
             conn.execute("TRUNCATE user_video_decisions, video_tags, video_performers, "
                          "video_embeddings, user_embeddings, videos, profiles")
+        conn.execute(sql("bulk_load_pre"))
         counts = {
             "profiles": copy_frame(conn, "profiles", data.profiles),
             "videos": copy_frame(conn, "videos", data.videos),
@@ -224,6 +248,7 @@ def load(conn: psycopg.Connection, data: SynthData, replace: bool = False) -> di
             "video_performers": copy_frame(conn, "video_performers", data.performers),
             "user_video_decisions": copy_frame(conn, "user_video_decisions", data.decisions),
         }
+        conn.execute(sql("bulk_load_post"))
     for t in counts:
         conn.execute(psycopg.sql.SQL("ANALYZE {}").format(psycopg.sql.Identifier(t)))
     conn.commit()

@@ -1,0 +1,170 @@
+"""Baselines behind one small interface: fit(context) -> score(users) -> (B, n_items) scores.
+
+Random, popularity, EASE (closed form, lambda chosen on the validation slice) and iALS
+(the `implicit` package). EASE inverts an (n_items x n_items) matrix: fine to ~20k items on
+this machine (9.7k: about 20 s); beyond that, restrict it to the most popular items or use iALS,
+whose cost is linear in the number of interactions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from twotower.errors import InvalidInput
+from twotower.evaluate.splits import Split
+from twotower.metrics import ranking_metrics, top_k
+
+EASE_MAX_ITEMS = 30_000
+
+
+@dataclass
+class Context:
+    """What a recommender may learn from: the split (train/fit/val) and item side info."""
+
+    split: Split
+    item_tags: sp.csr_matrix  # (n_items, n_tags) binary
+
+
+class Recommender(Protocol):
+    name: str
+
+    def fit(self, ctx: Context) -> None: ...
+
+    def score(self, users: np.ndarray) -> np.ndarray: ...
+
+
+class RandomRec:
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def fit(self, ctx: Context) -> None:
+        self.n_items = ctx.split.n_items
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(self.seed + int(users[0]) if len(users) else self.seed)
+        return rng.random((len(users), self.n_items), dtype=np.float32)
+
+
+class PopularityRec:
+    """Count of likes in train: the bar every model must clear."""
+
+    name = "popularity"
+
+    def fit(self, ctx: Context) -> None:
+        x = ctx.split.matrix("train")
+        self.pop = np.asarray(x.sum(axis=0)).ravel().astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.pop, (len(users), self.pop.size))
+
+
+def _val_ndcg(scores_fn, x_fit: sp.csr_matrix, x_val: sp.csr_matrix, decided: sp.csr_matrix) -> float:
+    users = np.flatnonzero(np.asarray(x_val.sum(axis=1)).ravel() > 0)
+    top = top_k(scores_fn(users), 10, decided[users])
+    return ranking_metrics(top, x_val[users], [10]).get("ndcg@10", 0.0)
+
+
+class EASERec:
+    """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P / diag(P), P = (X'X + lI)^-1."""
+
+    name = "ease"
+    grid = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
+
+    def __init__(self, lam: float | None = None) -> None:
+        self.lam = lam
+
+    @staticmethod
+    def weights(x: sp.csr_matrix, lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """(active items, B over them). Items nobody liked have an all-zero Gram column, so
+        their B row/column is exactly zero: leaving them out changes no score and shrinks the
+        cubic inversion. The inverse goes through Cholesky (the Gram matrix is SPD)."""
+        from scipy.linalg import lapack
+
+        active = np.flatnonzero(x.getnnz(axis=0) > 0)
+        if active.size > EASE_MAX_ITEMS:
+            raise InvalidInput(f"EASE needs an {active.size}x{active.size} matrix: too many items "
+                               f"(limit {EASE_MAX_ITEMS}); use ials")
+        xa = x[:, active]
+        g = (xa.T @ xa).toarray().astype(np.float32)
+        g[np.diag_indices_from(g)] += lam
+        c, info = lapack.spotrf(g, lower=False, overwrite_a=True)
+        if info == 0:
+            c, info = lapack.spotri(c, lower=False, overwrite_c=True)
+        if info != 0:
+            raise InvalidInput(f"EASE: the Gram matrix is not positive definite (lapack info {info})")
+        p = np.triu(c) + np.triu(c, 1).T
+        b = -p / np.diag(p)
+        b[np.diag_indices_from(b)] = 0.0
+        return active, b
+
+    @staticmethod
+    def apply(x_rows: sp.csr_matrix, active: np.ndarray, b: np.ndarray, n_items: int) -> np.ndarray:
+        out = np.zeros((x_rows.shape[0], n_items), dtype=np.float32)
+        out[:, active] = x_rows[:, active] @ b
+        return out
+
+    def fit(self, ctx: Context) -> None:
+        s = ctx.split
+        if self.lam is None:
+            x_fit, x_val = s.matrix("fit"), s.matrix("val")
+            decided = s.matrix("fit", likes_only=False)
+            best = (-1.0, self.grid[0])
+            for lam in self.grid:
+                a, b = self.weights(x_fit, lam)
+                nd = _val_ndcg(lambda u, a=a, b=b: self.apply(x_fit[u], a, b, s.n_items),
+                               x_fit, x_val, decided)
+                best = max(best, (nd, lam))
+            self.lam = best[1]
+        self.x = s.matrix("train")
+        self.active, self.b = self.weights(self.x, self.lam)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.apply(self.x[users], self.active, self.b, self.x.shape[1])
+
+
+class IALSRec:
+    """Implicit ALS (Hu et al. 2008) from the `implicit` package; alpha chosen on validation."""
+
+    name = "ials"
+
+    def __init__(self, factors: int = 64, reg: float = 0.05, iterations: int = 15) -> None:
+        self.factors, self.reg, self.iterations = factors, reg, iterations
+        self.alpha: float | None = None
+
+    def _train(self, x: sp.csr_matrix, alpha: float):
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        m = AlternatingLeastSquares(factors=self.factors, regularization=self.reg,
+                                    iterations=self.iterations, random_state=0)
+        # implicit parallelises itself; a BLAS thread pool underneath only slows it down.
+        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m.fit((x * alpha).astype(np.float32).tocsr(), show_progress=False)
+        return m
+
+    def fit(self, ctx: Context) -> None:
+        s = ctx.split
+        if self.alpha is None:
+            x_fit, x_val = s.matrix("fit"), s.matrix("val")
+            decided = s.matrix("fit", likes_only=False)
+            best = (-1.0, 1.0)
+            for alpha in (1.0, 5.0, 20.0):
+                m = self._train(x_fit, alpha)
+                nd = _val_ndcg(lambda u, m=m: m.user_factors[u] @ m.item_factors.T, x_fit, x_val, decided)
+                best = max(best, (nd, alpha))
+            self.alpha = best[1]
+        self.model = self._train(s.matrix("train"), self.alpha)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.model.user_factors[users] @ self.model.item_factors.T
+
+
+BASELINES = {"random": RandomRec, "popularity": PopularityRec, "ease": EASERec, "ials": IALSRec}
