@@ -65,7 +65,7 @@ def main() -> None:
     tables = {}
     for split_name in ("temporal-user", "new-items"):
         split = make_split(cat, split_name, 0.2, cfg.training.train_val_split, cfg.training.seed)
-        ctx = build_context(cat, split, frames.tags)
+        ctx = build_context(cat, split, frames.tags, frames)
         results = []
         for n in names:
             if split_name == "new-items" and n in ("ease", "ials"):

@@ -28,7 +28,7 @@ def test_file_env_and_override_layers(tmp_path, monkeypatch):
     ("training.nope=1", "unknown config key"),
     ("training.epochs=abc", "expected int"),
     ("training.loss=hinge", "training.loss"),
-    ("training.epochs=0", ">= 1"),
+    ("training.epochs=-1", ">= 0"),
 ])
 def test_bad_config_is_a_clear_error(override, msg):
     with pytest.raises(InvalidInput, match=msg):

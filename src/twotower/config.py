@@ -46,7 +46,6 @@ class ModelConfig:
     dropout: list[float] = field(default_factory=lambda: [0.2, 0.1])
     normalize: bool = True
     use_content: bool = True
-    popularity_dim: bool = False  # extra dim: item log-popularity x learned user weight
     init: str = "random"  # random | ease_svd | svd
     ease_lambda: float = 0.0  # 0 -> choose on validation
 
@@ -72,6 +71,7 @@ class TrainingConfig:
     early_stopping_metric: str = "val_loss"  # val_loss | ndcg@10
     seed: int = 42
     use_rpc_features: bool = False
+    distill_epochs: int = 30  # hybrid: content MLP -> ID vectors, for cold-start videos
 
 
 @dataclass
@@ -134,7 +134,9 @@ class Config:
             raise InvalidInput("training.sampler_mix shares must sum to 1")
         if not set(t.sampler_mix) <= {"random", "hard", "popular"}:
             raise InvalidInput("training.sampler_mix keys are random, hard, popular")
-        for name, v in (("training.epochs", t.epochs), ("training.batch_size", t.batch_size),
+        if t.epochs < 0 or t.distill_epochs < 0:
+            raise InvalidInput("training.epochs and training.distill_epochs must be >= 0")
+        for name, v in (("training.batch_size", t.batch_size),
                         ("model.embedding_dim", m.embedding_dim)):
             if v < 1:
                 raise InvalidInput(f"{name} must be >= 1, got {v}")

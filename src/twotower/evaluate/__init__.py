@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from twotower.data.load import Frames
 from twotower.errors import InvalidInput, NotFound
 from twotower.evaluate.baselines import BASELINES, Context, Recommender
 from twotower.evaluate.splits import Catalog, Split, make_split
@@ -50,8 +51,9 @@ def item_tag_matrix(catalog: Catalog, tags: pl.DataFrame) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(t.height), (t["i"].to_numpy(), codes)), shape=(catalog.n_items, n_tags))
 
 
-def build_context(catalog: Catalog, split: Split, tags: pl.DataFrame) -> Context:
-    return Context(split, item_tag_matrix(catalog, tags))
+def build_context(catalog: Catalog, split: Split, tags: pl.DataFrame,
+                  frames: Frames | None = None) -> Context:
+    return Context(split, item_tag_matrix(catalog, tags), frames, catalog)
 
 
 def resolve_model(spec: str) -> Recommender:
@@ -113,7 +115,8 @@ def evaluate_recommender(rec: Recommender, ctx: Context, ks: list[int], fit: boo
     m["users_evaluated"] = int(len(users))
     m["users_skipped_no_test_like"] = int(len(np.unique(tu)) - len(users))
     segments = _segments(top, rel, users, s, ks)
-    return ModelResult(rec.name, m, segments, t1 - t0, time.perf_counter() - t1)
+    info = {k: v for k, v in getattr(rec, "info", {}).items() if k != "history"}
+    return ModelResult(rec.name, m, segments, t1 - t0, time.perf_counter() - t1, info)
 
 
 def _segments(top: np.ndarray, rel: sp.csr_matrix, users: np.ndarray, s: Split,

@@ -15,8 +15,9 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from twotower.data.load import Frames
 from twotower.errors import InvalidInput
-from twotower.evaluate.splits import Split
+from twotower.evaluate.splits import Catalog, Split
 from twotower.metrics import ranking_metrics, top_k
 
 EASE_MAX_ITEMS = 30_000
@@ -28,6 +29,8 @@ class Context:
 
     split: Split
     item_tags: sp.csr_matrix  # (n_items, n_tags) binary
+    frames: Frames | None = None  # content models (two-tower) build their features from these
+    catalog: Catalog | None = None
 
 
 class Recommender(Protocol):

@@ -29,7 +29,7 @@ def run_evaluation(settings: Settings, cfg: Config, models: list[str], split_nam
     catalog = Catalog.from_frames(frames)
     split = make_split(catalog, split_name, test_fraction or cfg.evaluation.test_fraction,
                        cfg.training.train_val_split, cfg.training.seed)
-    ctx = build_context(catalog, split, frames.tags)
+    ctx = build_context(catalog, split, frames.tags, frames)
     ks = cfg.evaluation.ks
     results = [evaluate_recommender(r, ctx, ks) for r in recs]
     meta = {"split": split_name, "split_info": split.describe(), "data_window": frames.window,
