@@ -170,6 +170,26 @@ def summary(top: int = 10) -> None:
         console.print("top liked tags: " + ", ".join(f"{t} ({n:,})" for t, n in tags))
 
 
+# --------------------------------------------------------------------------- train
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option(help="YAML config file (e.g. config/best.yaml)")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override: section.key=value")] = [],  # noqa: B006
+    split: Annotated[str, typer.Option(help="temporal-user (evaluate it afterwards) or none (all data)")] = "temporal-user",
+    name: Annotated[str | None, typer.Option(help="checkpoint folder name")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the folder's last.pt")] = False,
+) -> None:
+    """Train a two-tower model; the best checkpoint goes to $TWOTOWER_HOME/checkpoints/<name>/."""
+    from twotower.train import run_training
+
+    cfg = load_config(config, set_)
+    r = run_training(settings(), cfg, split, name, resume)
+    console.print(f"trained {r.epochs_run} epoch(s) in {r.seconds:.1f}s; validation: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in r.metrics.items()))
+    console.print(f"checkpoint: {r.checkpoint}")
+
+
 # --------------------------------------------------------------------------- evaluate
 
 @app.command()

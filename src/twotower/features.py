@@ -18,6 +18,7 @@ get_item_embedding_features (seed "RPC mode"), which serving uses.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,9 +43,11 @@ class Scaler:
 
     @classmethod
     def fit(cls, names: list[str], x: np.ndarray) -> Scaler:
-        mean = np.nanmean(x, axis=0) if x.size else np.zeros(len(names))
+        with warnings.catch_warnings():  # an all-missing column (no prices at all) is fine
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(x, axis=0) if x.size else np.zeros(len(names))
+            std = np.nanstd(x, axis=0) if x.size else np.ones(len(names))
         mean = np.where(np.isnan(mean), 0.0, mean)
-        std = np.nanstd(x, axis=0) if x.size else np.ones(len(names))
         std = np.where(np.isnan(std) | (std < 1e-12), 1.0, std)
         return cls(names, mean.tolist(), std.tolist())
 

@@ -62,7 +62,7 @@ def history_matrix(likes: pl.DataFrame, n_users: int, cat2model: np.ndarray, max
         pos=pl.int_range(pl.len()).over("u")).filter(pl.col("pos") < max_len)
     L = max(1, int(d["pos"].max() + 1) if d.height else 1)
     h = torch.full((n_users, L), -1, dtype=torch.long)
-    h[torch.from_numpy(d["u"].to_numpy().astype(np.int64)), torch.from_numpy(d["pos"].to_numpy())] = \
+    h[torch.from_numpy(d["u"].to_numpy().astype(np.int64)), torch.from_numpy(d["pos"].to_numpy().astype(np.int64))] = \
         torch.from_numpy(d["m"].to_numpy().astype(np.int64))
     return h
 
@@ -330,8 +330,7 @@ def validate(model: TwoTower, p: Prepared, cfg: Config, max_users: int = 2000) -
     uniq, inv = np.unique(users, return_inverse=True)
     uvec = encode_users(model, p, uniq)
     scores = (uvec[torch.from_numpy(inv)] * item_vecs[torch.from_numpy(items)]).sum(-1)
-    out["val_loss"] = float(bce_loss(scores, torch.from_numpy(labels),
-                                     t.temperature if t.loss == "softmax" else 1.0))
+    out["val_loss"] = _val_loss(t, scores, labels, uvec, inv, item_vecs, vi, vy, p)
     out["val_auc"] = auc_per_user(users, scores.numpy(), labels)
     if p.catalog.n_items <= 200_000 and liked_u.size:
         eval_users = np.unique(liked_u)
@@ -344,6 +343,28 @@ def validate(model: TwoTower, p: Prepared, cfg: Config, max_users: int = 2000) -
         s = (encode_users(model, p, eval_users) @ item_vecs.T).numpy()
         out["val_ndcg@10"] = ranking_metrics(top_k(s, 10, excl), rel, [10]).get("ndcg@10", 0.0)
     return out
+
+
+def _val_loss(t, scores, labels, uvec, inv, item_vecs, vi, vy, p: Prepared) -> float:
+    """The training loss on the validation slice (so early stopping watches what is optimised)."""
+    if t.loss == "bce":
+        return float(bce_loss(scores, torch.from_numpy(labels)))
+    n_like = int(vy.sum())
+    if t.loss == "margin":
+        r = t.negative_sampling_ratio
+        pos = scores[: len(vy)][torch.from_numpy(vy > 0)]
+        neg = scores[len(vy):].view(n_like, r)
+        return float(margin_loss(pos[:, None], neg, t.margin))
+    like = np.flatnonzero(vy > 0)
+    u, v = uvec[torch.from_numpy(inv[like])], item_vecs[torch.from_numpy(vi[like])]
+    log_q = torch.from_numpy(np.log((p.pop + 1.0) / (p.pop + 1.0).sum())).float()
+    losses = []
+    for s in range(0, like.size, t.batch_size):
+        sl = slice(s, s + t.batch_size)
+        ids = torch.from_numpy(vi[like][sl])
+        losses.append(float(softmax_loss(u[sl], v[sl], ids, t.temperature,
+                                         log_q[ids] if t.logq_correction else None)))
+    return float(np.mean(losses)) if losses else math.nan
 
 
 # --------------------------------------------------------------------------- the loop
@@ -430,6 +451,8 @@ def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: 
         save_checkpoint(last, checkpoint_state(0, m))
         return TrainResult(out_dir / "best.pt", m, history, 0, time.perf_counter() - t0)
 
+    if not any(h.get("stage") == "start" for h in history):  # the starting point, before epoch 0
+        history.append({"stage": "start", "epoch": -1, **validate(model, p, cfg)})
     sampler = NegativeSampler(p, t.sampler_mix)
     fit = p.split.fit
     fu, fi, fy = fit["u"].to_numpy(), fit["i"].to_numpy(), fit["like"].to_numpy()
@@ -475,7 +498,7 @@ def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: 
                 if not torch.isfinite(loss):
                     raise ModelFitError(f"training diverged at epoch {epoch} (loss {float(loss)}): "
                                         "lower training.lr or raise training.gradient_clip_norm")
-                total += float(loss)
+                total += loss.item()
                 progress.update(task, advance=1, loss=total / (b + 1))
             progress.remove_task(task)
             epoch_s = time.perf_counter() - e0
@@ -584,3 +607,25 @@ class TrainedRecommender(CheckpointRecommender):
                      "best_epoch": self.state["epoch"], **self.state["info"],
                      "history": r.history}
         super().fit(ctx)
+
+
+def run_training(settings, cfg: Config, split_name: str = "temporal-user", name: str | None = None,
+                 resume: bool = False, quiet: bool = False) -> TrainResult:
+    """`twotower train`: load from the database, split, train; checkpoints under
+    $TWOTOWER_HOME/checkpoints/<name>/ (best.pt, last.pt, config.json)."""
+    from twotower import db
+    from twotower.data import load_frames
+    from twotower.evaluate.splits import make_split
+
+    with db.connection(settings) as conn:
+        db.ensure_schema(conn)
+        frames = load_frames(conn)
+    catalog = Catalog.from_frames(frames)
+    split = make_split(catalog, split_name, cfg.evaluation.test_fraction, cfg.training.train_val_split,
+                       cfg.training.seed)
+    name = name or f"{cfg.model.kind}-{split_name}-{cfg.digest()}"
+    out = settings.path("checkpoints") / name
+    if not resume and (out / "last.pt").exists():
+        for f in ("best.pt", "last.pt"):
+            (out / f).unlink(missing_ok=True)
+    return train(cfg, frames, catalog, split, out, resume=resume, quiet=quiet)

@@ -18,6 +18,7 @@ from twotower.data.load import Frames
 from twotower.errors import InvalidInput
 
 SPLITS = ("temporal-user", "temporal-global", "random", "new-items")
+TRAIN_SPLITS = (*SPLITS, "none")  # none: train on everything (production), validate on each user's latest
 
 
 @dataclass
@@ -101,13 +102,15 @@ def _random_tail(df: pl.DataFrame, frac: float, seed: int) -> pl.Series:
 def make_split(catalog: Catalog, name: str = "temporal-user", test_fraction: float = 0.2,
                val_fraction: float = 0.1, seed: int = 42, cutoff: datetime | None = None) -> Split:
     """Build a split by name. `cutoff` (temporal-global, new-items) overrides test_fraction."""
-    if name not in SPLITS:
-        raise InvalidInput(f"unknown split {name!r}: choose one of {', '.join(SPLITS)}")
+    if name not in TRAIN_SPLITS:
+        raise InvalidInput(f"unknown split {name!r}: choose one of {', '.join(TRAIN_SPLITS)}")
     d = catalog.decisions
     if d.height == 0:
         raise InvalidInput("there are no decisions to split: import or generate data first")
     candidates = None
-    if name == "temporal-user":
+    if name == "none":
+        test_mask = pl.Series(np.zeros(d.height, dtype=bool))
+    elif name == "temporal-user":
         test_mask = _per_user_tail(d, test_fraction)
     elif name == "random":
         test_mask = _random_tail(d, test_fraction, seed)
@@ -129,13 +132,13 @@ def make_split(catalog: Catalog, name: str = "temporal-user", test_fraction: flo
     train, test = d.filter(~test_mask), d.filter(test_mask)
     if name == "random":
         vmask = _random_tail(train, val_fraction, seed + 1)
-    elif name == "temporal-user":
+    elif name in ("temporal-user", "none"):
         vmask = _per_user_tail(train, val_fraction)
     else:
         vmask, _ = _global_tail(train, val_fraction)
     split = Split(name, train, test, train.filter(~vmask), train.filter(vmask),
                   catalog.n_users, catalog.n_items, candidates, cutoff)
-    if test.filter(pl.col("like")).height == 0:
+    if name != "none" and test.filter(pl.col("like")).height == 0:
         raise InvalidInput(f"the {name} split leaves no test users with a like: use more data "
                            "or a larger test fraction")
     return split

@@ -1,0 +1,104 @@
+import pytest
+import torch
+
+from twotower.config import load_config
+from twotower.data import synth
+from twotower.data.load import Frames
+from twotower.errors import InvalidInput, NotFound
+from twotower.evaluate import Catalog, build_context, evaluate_recommender, make_split
+from twotower.evaluate.baselines import PopularityRec
+from twotower.train import CheckpointRecommender, load_checkpoint, train
+
+SMALL = ["model.embedding_dim=32", "model.hidden_dims=[64]", "training.distill_epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def world():
+    d = synth.generate(synth.SynthSpec(users=400, videos=800, decisions=24_000, seed=5))
+    f = Frames(d.profiles, d.videos, d.tags, d.performers, d.decisions)
+    cat = Catalog.from_frames(f)
+    split = make_split(cat)
+    return f, cat, split, build_context(cat, split, f.tags, f)
+
+
+def run(world, tmp_path, overrides, name="m", **kw):
+    f, cat, split, _ = world
+    return train(load_config(None, SMALL + overrides), f, cat, split, tmp_path / name, quiet=True, **kw)
+
+
+def test_short_run_lowers_validation_loss(world, tmp_path):
+    r = run(world, tmp_path, ["training.epochs=3", "training.loss=softmax"])
+    start = next(h for h in r.history if h.get("stage") == "start")
+    epochs = [h for h in r.history if h.get("epoch", -1) >= 0 and "loss" in h]
+    assert len(epochs) == 3
+    assert min(h["val_loss"] for h in epochs) < start["val_loss"]
+    assert epochs[-1]["positives_per_s"] > 0 and 0 <= epochs[-1]["prep_share"] < 1
+
+
+@pytest.mark.parametrize("epochs", [0, 1])
+def test_hybrid_beats_popularity(world, tmp_path, epochs):
+    _, _, _, ctx = world
+    r = run(world, tmp_path, ["model.kind=hybrid", "model.init=ease_svd", "model.normalize=false",
+                              f"training.epochs={epochs}", "training.loss=softmax",
+                              "training.early_stopping_metric=ndcg@10"])
+    ours = evaluate_recommender(CheckpointRecommender(r.checkpoint), ctx, [10]).metrics["ndcg@10"]
+    pop = evaluate_recommender(PopularityRec(), ctx, [10]).metrics["ndcg@10"]
+    assert ours > pop * 1.1
+
+
+@pytest.mark.parametrize("loss", ["bce", "margin"])
+def test_seed_losses_train(world, tmp_path, loss):
+    r = run(world, tmp_path, ["training.epochs=2", f"training.loss={loss}"])
+    epochs = [h for h in r.history if h.get("epoch", -1) >= 0 and "loss" in h]
+    assert len(epochs) == 2 and all(h["loss"] > 0 for h in epochs)
+    st = load_checkpoint(r.checkpoint)
+    assert set(st) >= {"model_state", "pipeline", "config", "metrics", "data_window", "model_args"}
+
+
+def test_fixed_seed_reproduces(world, tmp_path):
+    a = run(world, tmp_path, ["training.epochs=2", "training.loss=softmax"], "a")
+    b = run(world, tmp_path, ["training.epochs=2", "training.loss=softmax"], "b")
+    strip = lambda h: [{k: v for k, v in x.items() if "second" not in k and "per_s" not in k  # noqa: E731
+                        and k != "prep_share"} for x in h]
+    assert strip(a.history) == strip(b.history)
+    sa, sb = load_checkpoint(a.checkpoint), load_checkpoint(b.checkpoint)
+    assert all(torch.equal(sa["model_state"][k], sb["model_state"][k]) for k in sa["model_state"])
+
+
+def test_resume_continues_from_the_saved_epoch(world, tmp_path, monkeypatch):
+    full = run(world, tmp_path, ["training.epochs=3", "training.loss=softmax"], "full")
+    import twotower.train as tr
+
+    real, calls = tr.validate, {"n": 0}
+
+    def crash_after_two_epochs(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # start, epoch 0, epoch 1, then the crash in epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tr, "validate", crash_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        run(world, tmp_path, ["training.epochs=3", "training.loss=softmax"], "cut")
+    monkeypatch.setattr(tr, "validate", real)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    resumed = run(world, tmp_path, ["training.epochs=3", "training.loss=softmax"], "cut", resume=True)
+    last = lambda r: [h for h in r.history if "loss" in h][-1]  # noqa: E731
+    assert last(resumed)["epoch"] == 2
+    assert last(resumed)["val_loss"] == pytest.approx(last(full)["val_loss"], rel=1e-5)
+
+
+def test_resume_needs_the_same_config(world, tmp_path):
+    run(world, tmp_path, ["training.epochs=1"], "r")
+    with pytest.raises(InvalidInput, match="another configuration"):
+        run(world, tmp_path, ["training.epochs=2"], "r", resume=True)
+    with pytest.raises(NotFound):
+        run(world, tmp_path, ["training.epochs=1"], "missing", resume=True)
+
+
+def test_checkpoint_from_another_split_is_refused(world, tmp_path):
+    f, cat, _, _ = world
+    other = make_split(cat, "random")
+    r = train(load_config(None, SMALL + ["training.epochs=1"]), f, cat, other, tmp_path / "o", quiet=True)
+    with pytest.raises(InvalidInput, match="leak"):
+        evaluate_recommender(CheckpointRecommender(r.checkpoint), world[3], [10])
