@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -215,6 +216,167 @@ def evaluate(
     console.print(f"report: {out}/report.md")
 
 
+# --------------------------------------------------------------------------- export / registry / embed
+
+models_app = typer.Typer(no_args_is_help=True, help="Model registry: list, register, activate, rollback, traffic.")
+app.add_typer(models_app, name="models")
+
+
+@app.command()
+def export(
+    checkpoint: Path,
+    out: Annotated[Path | None, typer.Option(help="folder (default $TWOTOWER_HOME/artifacts/<version>)")] = None,
+    version: Annotated[str | None, typer.Option(help="version name (default: kind-timestamp-config)")] = None,
+    force: bool = False,
+) -> None:
+    """Export a checkpoint to ONNX + JSON artifacts with a SHA256 manifest."""
+    from twotower.export import export as do_export
+
+    s = settings()
+    folder = do_export(checkpoint, out, s.path("artifacts"), version, force)
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    console.print(f"exported {folder.name} to {folder} ({size:.1f} MB)")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered versions, which are active, their traffic and embeddings."""
+    from twotower import registry
+
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        rows = registry.list_versions(conn)
+    t = Table("version", "type", "dim", "metric", "default", "active", "traffic", "videos embedded", "ndcg@10 (val)")
+    for v in rows:
+        t.add_row(v.version, v.model_type, str(v.embedding_dim), v.metric, "yes" if v.is_default else "",
+                  "yes" if v.is_active else "", f"{v.traffic_share:.2f}", f"{v.videos_embedded:,}",
+                  f"{v.metrics.get('val_ndcg@10', float('nan')):.4f}")
+    console.print(t)
+
+
+@models_app.command("register")
+def models_register(folder: Path) -> None:
+    """Verify an artifact folder and add it to the registry (inactive)."""
+    from twotower import registry
+
+    s = settings()
+    with db.connection(s) as conn:
+        db.ensure_schema(conn)
+        v = registry.register(conn, folder, s.path("artifacts"))
+    console.print(f"registered {v.version} ({v.model_path}); next: twotower embed --version {v.version}")
+
+
+@models_app.command("activate")
+def models_activate(version: str) -> None:
+    """Make VERSION the default and only active version."""
+    from twotower import registry
+
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        registry.activate(conn, version)
+    console.print(f"{version} is now the default version (traffic 1.0)")
+
+
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Go back to the default version before the last activation."""
+    from twotower import registry
+
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        v = registry.rollback(conn)
+    console.print(f"rolled back: {v.version} is the default again")
+
+
+@models_app.command("traffic")
+def models_traffic(shares: Annotated[list[str], typer.Argument(help="VERSION=SHARE ..., summing to 1")]) -> None:
+    """Split traffic between versions for an A/B test."""
+    from twotower import registry
+
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        act = registry.set_traffic(conn, registry.parse_shares(shares))
+    console.print("traffic: " + ", ".join(f"{v.version}={v.traffic_share:.2f}{' (default)' if v.is_default else ''}"
+                                          for v in act))
+
+
+@app.command()
+def embed(
+    version: Annotated[str | None, typer.Option(help="registered version (default: the default one)")] = None,
+    videos: Annotated[bool, typer.Option("--videos/--no-videos")] = True,
+    users: Annotated[bool, typer.Option("--users/--no-users")] = True,
+    config: Annotated[Path | None, typer.Option(help="YAML config file")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override: section.key=value")] = [],  # noqa: B006
+) -> None:
+    """Embed every video (and user) with a version; write pgvector + HNSW index + Parquet."""
+    from twotower import embed as emb
+    from twotower import registry
+    from twotower.export import load_artifacts
+
+    cfg = load_config(config, set_)
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        v = registry.get(conn, version) if version else _default_version(conn)
+        art = load_artifacts(Path(v.model_path), threads=2)
+        started = conn.execute("SELECT now()").fetchone()[0]
+        conn.commit()
+        n_videos = n_users = 0
+        if videos:
+            with console.status(f"embedding videos with {v.version}"):
+                r = emb.embed_videos(conn, art, cfg.embedding)
+            n_videos = r.rows
+            console.print(f"videos: {r.rows:,} embedded in {r.seconds_embed:.1f}s, loaded in "
+                          f"{r.seconds_load:.1f}s, HNSW index built in {r.seconds_index:.1f}s")
+        if users:
+            with console.status(f"embedding users with {v.version}"):
+                r = emb.embed_all_users(conn, art)
+            n_users = r.rows
+            console.print(f"users: {r.rows:,} embedded in {r.seconds_embed:.1f}s, loaded in {r.seconds_load:.1f}s")
+        if videos and users:
+            with conn.transaction():
+                conn.execute(db.sql("record_full_embed"), {"version": v.version, "started": started,
+                                                           "videos": n_videos, "users": n_users})
+
+
+@app.command("batch-update")
+def batch_update(
+    version: Annotated[str | None, typer.Option(help="version to refresh (default: the default one)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override: section.key=value")] = [],  # noqa: B006
+) -> None:
+    """Re-embed videos and users that are new or changed since the last successful run."""
+    from twotower.batch import run_batch_update
+
+    cfg = load_config(config, set_)
+    r = run_batch_update(settings(), cfg.batch, version)
+    console.print(f"run {r.run_id} ({r.version}): {r.videos:,} videos and {r.users:,} users re-embedded "
+                  f"in {r.seconds:.1f}s; log {r.log_file}")
+
+
+@app.command("batch-runs")
+def batch_runs(n: int = 10) -> None:
+    """The last batch-update runs."""
+    from twotower.batch import last_runs
+
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        rows = last_runs(conn, n)
+    t = Table("run", "version", "started", "finished", "status", "videos", "users", "error")
+    for r in rows:
+        t.add_row(*[("" if x is None else str(x)) for x in r])
+    console.print(t)
+
+
+def _default_version(conn):
+    from twotower import registry
+    from twotower.errors import NotFound
+
+    for v in registry.list_versions(conn):
+        if v.is_default:
+            return v
+    raise NotFound("no default model version: pass --version, or `twotower models activate VERSION`")
+
+
 def main() -> None:
     """Entry point: library errors become one line and exit 1, never a traceback."""
     try:
@@ -231,6 +393,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except psycopg.OperationalError as e:
+        err.print(f"[red]error:[/] the database is unreachable: {str(e).strip().splitlines()[0]}; "
+                  "check DATABASE_URL / `twotower db status`")
+        sys.exit(1)
+    except psycopg.Error as e:
+        err.print(f"[red]error:[/] database error: {str(e).strip().splitlines()[0]} "
+                  "(is the schema up to date? run `twotower db init`)")
+        sys.exit(1)
     except (typer.BadParameter, typer.Exit) as e:  # click handles its own in standalone mode
         raise e
     except Exception as e:  # click usage errors

@@ -121,8 +121,10 @@ def _configure(conn: psycopg.Connection) -> None:
 
 
 def connect(settings: Settings | None = None, url: str | None = None,
-            autocommit: bool = False) -> psycopg.Connection:
-    """A single connection with pgvector registered. Raises StoreUnavailable, never a traceback."""
+            autocommit: bool = True) -> psycopg.Connection:
+    """A single connection with pgvector registered, in autocommit so that every
+    `conn.transaction()` block is a real transaction (not a savepoint of an implicit one).
+    Raises StoreUnavailable, never a traceback."""
     settings = settings or Settings()
     url = url or database_url(settings)
     try:

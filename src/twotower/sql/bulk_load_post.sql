@@ -10,3 +10,5 @@ ALTER TABLE user_video_decisions
 CREATE INDEX decisions_user_time_idx ON user_video_decisions (user_id, created_at);
 CREATE INDEX decisions_time_idx ON user_video_decisions (created_at);
 CREATE INDEX decisions_video_idx ON user_video_decisions (video_id);
+ALTER TABLE video_tags ENABLE TRIGGER USER;
+ALTER TABLE video_performers ENABLE TRIGGER USER;

@@ -1,0 +1,206 @@
+"""Export a checkpoint as a language-neutral artifact folder (seed 003 §6, DESIGN §5):
+
+    user_tower.onnx, item_tower.onnx      dynamic batch (and history length)
+    feature_schema.json, normalizer.json   how to rebuild the input vectors
+    vocab_tag.json, vocab_actress.json     bag-of-words vocabularies
+    vocab_item.json                        item-ID vocabulary (hybrid models; empty otherwise)
+    model_meta.json                        version, dims, metric, inputs, config, window, metrics
+    manifest.json                          SHA256 and size of every file
+
+Written to a temporary folder and renamed into place. `load_artifacts` verifies the manifest
+before anything is loaded and refuses a missing or altered file; serving loads only these files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from twotower.errors import ArtifactError, InvalidInput
+from twotower.features import FeaturePipeline
+from twotower.model import ModelArgs, TwoTower
+
+FILES = ("user_tower.onnx", "item_tower.onnx", "feature_schema.json", "normalizer.json",
+         "vocab_tag.json", "vocab_actress.json", "vocab_item.json", "model_meta.json")
+OPSET = 17
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def default_version(state: dict) -> str:
+    return f"{state['model_args']['kind']}-{datetime.now(UTC):%Y%m%d%H%M%S}-{state['config_digest'][:6]}"
+
+
+def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version: str | None = None,
+           force: bool = False) -> Path:
+    """Export `checkpoint`; returns the artifact folder."""
+    from twotower.train import load_checkpoint
+
+    state = load_checkpoint(Path(checkpoint))
+    version = version or default_version(state)
+    if not version.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(version) > 64:
+        raise InvalidInput(f"version {version!r}: use letters, digits, '-', '_' and '.' (<= 64)")
+    out = Path(out_dir) if out_dir else artifacts_root / version
+    if out.exists() and not force:
+        raise InvalidInput(f"{out} already exists: choose another --version or pass --force")
+    args = ModelArgs(**state["model_args"])
+    model = TwoTower(args)
+    model.load_state_dict(state["model_state"])
+    model.eval()
+    pipe = FeaturePipeline.from_dict(state["pipeline"])
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        inputs = _export_onnx(model, args, tmp)
+        _write_json(tmp / "feature_schema.json", {**pipe.schema(), "inputs": inputs})
+        _write_json(tmp / "normalizer.json", {
+            "user": {"features": pipe.user_scaler.names, "mean": pipe.user_scaler.mean,
+                     "scale": pipe.user_scaler.scale},
+            "item": {"features": pipe.item_scaler.names, "mean": pipe.item_scaler.mean,
+                     "scale": pipe.item_scaler.scale}})
+        _write_json(tmp / "vocab_tag.json", pipe.tag_vocab)
+        _write_json(tmp / "vocab_actress.json", pipe.performer_vocab)
+        _write_json(tmp / "vocab_item.json", state["item_vocab"] if args.kind == "hybrid" else [])
+        _write_json(tmp / "model_meta.json", {
+            "version": version, "model_type": args.kind, "embedding_dim": args.embedding_dim,
+            "metric": "cosine" if args.normalize else "ip", "normalized": args.normalize,
+            "user_feature_dim": pipe.user_feature_dim, "item_feature_dim": pipe.item_feature_dim,
+            "vocab_sizes": {"tag": pipe.n_tags, "actress": pipe.n_performers,
+                            "item": len(state["item_vocab"]) if args.kind == "hybrid" else 0},
+            "max_history": pipe.max_history, "inputs": inputs, "model_args": args.to_dict(),
+            "config": state["config"], "training_window": state["data_window"],
+            "split": state["split"], "metrics": state["metrics"], "checkpoint_epoch": state["epoch"],
+            "created_at": datetime.now(UTC).isoformat(), "torch": torch.__version__, "opset": OPSET,
+            "pipeline": pipe.to_dict()})
+        files = {f: {"sha256": _sha256(tmp / f), "bytes": (tmp / f).stat().st_size} for f in FILES}
+        _write_json(tmp / "manifest.json", {"version": version, "algorithm": "sha256", "files": files,
+                                            "created_at": datetime.now(UTC).isoformat()})
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _export_onnx(model: TwoTower, a: ModelArgs, folder: Path) -> dict[str, list[str]]:
+    b = 2
+    uf, hist = torch.randn(b, a.user_dim), torch.zeros(b, 3, dtype=torch.long)
+    itf, idx = torch.randn(b, a.item_dim), torch.zeros(b, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.user, (uf, hist), folder / "user_tower.onnx", input_names=["features", "history"],
+                          output_names=["embedding"], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"features": {0: "batch"}, "history": {0: "batch", 1: "history_len"},
+                                        "embedding": {0: "batch"}})
+        torch.onnx.export(model.item, (itf, idx), folder / "item_tower.onnx", input_names=["features", "item_index"],
+                          output_names=["embedding"], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"features": {0: "batch"}, "item_index": {0: "batch"},
+                                        "embedding": {0: "batch"}})
+    import onnx
+
+    def names(f: str) -> list[str]:
+        return [i.name for i in onnx.load(str(folder / f)).graph.input]
+
+    return {"user_tower": names("user_tower.onnx"), "item_tower": names("item_tower.onnx")}
+
+
+# --------------------------------------------------------------------------- loading
+
+@dataclass
+class Artifacts:
+    """A verified artifact folder: ONNX sessions, the pipeline and the vocabularies."""
+
+    path: Path
+    meta: dict[str, Any]
+    pipeline: FeaturePipeline
+    item_vocab: list[str]
+    user_session: Any
+    item_session: Any
+
+    @property
+    def version(self) -> str:
+        return self.meta["version"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["embedding_dim"])
+
+    def item_index(self, video_ids) -> np.ndarray:
+        if not hasattr(self, "_item_map"):
+            self._item_map = {v: j for j, v in enumerate(self.item_vocab)}
+        m = self._item_map
+        return np.fromiter((m.get(v, -1) for v in video_ids), dtype=np.int64, count=len(video_ids))
+
+    def embed_items(self, features: np.ndarray, item_index: np.ndarray, batch: int = 4096) -> np.ndarray:
+        return self._run(self.item_session, "item_tower",
+                         {"features": features.astype(np.float32), "item_index": item_index.astype(np.int64)}, batch)
+
+    def embed_users(self, features: np.ndarray, history: np.ndarray, batch: int = 4096) -> np.ndarray:
+        return self._run(self.user_session, "user_tower",
+                         {"features": features.astype(np.float32), "history": history.astype(np.int64)}, batch)
+
+    def _run(self, session, tower: str, feeds: dict[str, np.ndarray], batch: int) -> np.ndarray:
+        wanted = self.meta["inputs"][tower]
+        n = len(feeds["features"])
+        out = [session.run(None, {k: feeds[k][s:s + batch] for k in wanted})[0] for s in range(0, n, batch)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def verify_manifest(folder: Path) -> dict[str, Any]:
+    folder = Path(folder)
+    mf = folder / "manifest.json"
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder} is not an artifact folder: export one with `twotower export`")
+    if not mf.exists():
+        raise ArtifactError(f"{folder} has no manifest.json: refusing to load an unverified model")
+    manifest = json.loads(mf.read_text())
+    for name, info in manifest["files"].items():
+        f = folder / name
+        if not f.exists():
+            raise ArtifactError(f"{folder}: {name} is missing (listed in manifest.json); re-export the model")
+        if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+            raise ArtifactError(f"{folder}: {name} does not match its SHA256 in manifest.json "
+                                "(altered or corrupt); re-export the model")
+    missing = [f for f in FILES if f not in manifest["files"]]
+    if missing:
+        raise ArtifactError(f"{folder}: manifest.json does not cover {', '.join(missing)}")
+    return manifest
+
+
+def load_artifacts(folder: Path, threads: int = 1) -> Artifacts:
+    """Verify every file against manifest.json, then load. Refuses a mismatch."""
+    import onnxruntime as ort
+
+    folder = Path(folder)
+    verify_manifest(folder)
+    meta = json.loads((folder / "model_meta.json").read_text())
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads  # serving processes pin threads (DESIGN §10)
+    opts.inter_op_num_threads = 1
+    return Artifacts(folder, meta, FeaturePipeline.from_dict(meta["pipeline"]),
+                     json.loads((folder / "vocab_item.json").read_text()),
+                     ort.InferenceSession(str(folder / "user_tower.onnx"), opts, providers=["CPUExecutionProvider"]),
+                     ort.InferenceSession(str(folder / "item_tower.onnx"), opts, providers=["CPUExecutionProvider"]))

@@ -1,0 +1,1 @@
+UPDATE batch_runs SET users_embedded = %s WHERE id = %s;

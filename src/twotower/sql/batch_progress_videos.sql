@@ -1,0 +1,1 @@
+UPDATE batch_runs SET videos_embedded = %s WHERE id = %s;
