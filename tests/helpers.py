@@ -1,0 +1,32 @@
+"""Shared test helpers: a small synthetic world in the test database and a model trained on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twotower.config import Settings, load_config
+from twotower.data import load_frames, synth
+from twotower.evaluate import Catalog, make_split
+from twotower.export import export
+from twotower.train import train
+
+SMALL_SPEC = synth.SynthSpec(users=150, videos=400, decisions=6000, seed=11)
+SMALL_MODEL = ["model.embedding_dim=16", "model.hidden_dims=[32]", "training.distill_epochs=3"]
+
+
+def load_world(conn, spec: synth.SynthSpec = SMALL_SPEC):
+    synth.load(conn, synth.generate(spec))
+    return load_frames(conn)
+
+
+def trained_checkpoint(conn, tmp: Path, kind: str = "hybrid", split: str = "none") -> Path:
+    f = load_frames(conn)
+    cat = Catalog.from_frames(f)
+    ov = SMALL_MODEL + (["model.kind=hybrid", "model.init=ease_svd", "model.normalize=false",
+                         "training.epochs=0"] if kind == "hybrid" else ["training.epochs=1"])
+    r = train(load_config(None, ov), f, cat, make_split(cat, split), tmp / f"ckpt-{kind}", quiet=True)
+    return r.checkpoint
+
+
+def exported(conn, settings: Settings, tmp: Path, version: str = "v1", kind: str = "hybrid") -> Path:
+    return export(trained_checkpoint(conn, tmp, kind), None, settings.path("artifacts"), version)

@@ -1,0 +1,126 @@
+import http.server
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from tests.conftest import count
+from tests.helpers import exported, load_world
+from twotower import batch, embed, registry
+from twotower.config import BatchConfig, EmbeddingConfig
+from twotower.errors import LockHeld, TwotowerError
+from twotower.export import load_artifacts
+
+
+@pytest.fixture
+def served(conn, settings, tmp_path):
+    load_world(conn)
+    folder = exported(conn, settings, tmp_path)
+    registry.register(conn, folder, settings.path("artifacts"))
+    art = load_artifacts(settings.path("artifacts") / "v1")
+    embed.embed_videos(conn, art, EmbeddingConfig())
+    registry.activate(conn, "v1")
+    return art
+
+
+def embeddings(conn, table="video_embeddings", col="video_id"):
+    return {k: v.to_numpy() for k, v in conn.execute(
+        f"SELECT {col}, embedding FROM {table} WHERE model_version = 'v1'").fetchall()}  # noqa: S608
+
+
+def test_first_run_embeds_everything_then_only_changes(conn, settings, served):
+    r = batch.run_batch_update(settings, BatchConfig())  # no watermark yet: everything
+    assert r.videos == count(conn, "videos") and r.users == count(conn, "user_embeddings") > 0
+    r2 = batch.run_batch_update(settings, BatchConfig())
+    assert (r2.videos, r2.users) == (0, 0)
+    conn.execute("INSERT INTO videos (id, title, price) VALUES ('brand-new', 'New', 500)")
+    conn.execute("INSERT INTO video_tags VALUES ('brand-new', 'tag_001')")
+    conn.execute("UPDATE videos SET price = price * 2 WHERE id = 'v000'")
+    conn.execute("INSERT INTO video_tags VALUES ('v001', 'tag_299') ON CONFLICT DO NOTHING")
+    uid = conn.execute("SELECT user_id FROM user_video_decisions LIMIT 1").fetchone()[0]
+    conn.execute("INSERT INTO user_video_decisions VALUES (%s, 'brand-new', 'like', now())", (uid,))
+    r3 = batch.run_batch_update(settings, BatchConfig())
+    assert (r3.videos, r3.users) == (3, 1)
+    assert "brand-new" in embeddings(conn)
+    runs = batch.last_runs(conn)
+    assert [x[4] for x in runs[:3]] == ["success"] * 3
+    assert r3.log_file.exists() and "success" in r3.log_file.read_text()
+
+
+def test_killed_run_then_rerun_equals_uninterrupted(conn, settings, served, db_url, admin_url, tmp_path):
+    conn.execute("UPDATE videos SET price = coalesce(price, 0) + 1")  # every video changed
+
+    def die(kind, n):
+        if kind == "videos" and n >= 200:
+            raise KeyboardInterrupt  # like a kill between two batches
+
+    with pytest.raises(KeyboardInterrupt):
+        batch.run_batch_update(settings, BatchConfig(batch_size=100), on_batch=die)
+    assert batch.last_runs(conn)[0][4] == "failed"
+    batch.run_batch_update(settings, BatchConfig(batch_size=100))
+    after_crash = embeddings(conn), embeddings(conn, "user_embeddings", "user_id")
+    # the uninterrupted twin: re-embed everything from scratch and compare
+    conn.execute("DELETE FROM video_embeddings")
+    conn.execute("DELETE FROM user_embeddings")
+    batch.run_batch_update(settings, BatchConfig(batch_size=100))
+    clean = embeddings(conn), embeddings(conn, "user_embeddings", "user_id")
+    for a, b in zip(after_crash, clean, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], atol=1e-5)
+    assert count(conn, "video_embeddings") == count(conn, "videos")
+
+
+def test_concurrent_run_is_refused_by_the_lock(conn, settings, served):
+    from twotower import db
+
+    holder = db.connect(settings)
+    holder.execute("BEGIN")
+    holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (batch.LOCK_KEY,))
+    try:
+        with pytest.raises(LockHeld, match="another batch-update is running"):
+            batch.run_batch_update(settings, BatchConfig())
+    finally:
+        holder.close()
+    batch.run_batch_update(settings, BatchConfig())  # free again
+
+
+def test_failure_posts_to_the_webhook(conn, settings, served, monkeypatch):
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/hook"
+    import twotower.batch as b
+
+    def broken(*a, **k):
+        raise TwotowerError("feature function exploded")
+
+    monkeypatch.setattr(b, "_embed_batch", broken)
+    conn.execute("UPDATE videos SET price = coalesce(price, 0) + 1 WHERE id = 'v000'")
+    with pytest.raises(TwotowerError):
+        b.run_batch_update(settings, BatchConfig(webhook_url=url, max_retries=0))
+    srv.shutdown()
+    assert got and "batch-update failed" in got[0]["text"] and "exploded" in got[0]["error"]
+
+
+def test_old_logs_are_pruned(tmp_path):
+    import os
+    import time
+
+    old = tmp_path / "batch-update-old.log"
+    new = tmp_path / "batch-update-new.log"
+    old.write_text("x")
+    new.write_text("y")
+    os.utime(old, (time.time() - 8 * 86400,) * 2)
+    assert batch.prune_logs(tmp_path, 7) == 1 and not old.exists() and new.exists()

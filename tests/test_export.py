@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from tests.helpers import exported, load_world
+from twotower.errors import ArtifactError, InvalidInput
+from twotower.export import FILES, load_artifacts
+from twotower.model import ModelArgs, TwoTower
+from twotower.train import load_checkpoint
+
+
+@pytest.mark.parametrize("kind", ["hybrid", "mlp"])
+def test_onnx_matches_pytorch(conn, settings, tmp_path, kind):
+    load_world(conn)
+    folder = exported(conn, settings, tmp_path, "v-" + kind, kind)
+    meta = json.loads((folder / "model_meta.json").read_text())
+    st = load_checkpoint(tmp_path / f"ckpt-{kind}" / "best.pt")
+    model = TwoTower(ModelArgs(**st["model_args"]))
+    model.load_state_dict(st["model_state"])
+    model.eval()
+    art = load_artifacts(folder)
+    rng = np.random.default_rng(0)
+    for b in (1, 7, 64):  # dynamic batch
+        uf = rng.normal(size=(b, meta["user_feature_dim"])).astype(np.float32)
+        hist = rng.integers(-1, max(meta["vocab_sizes"]["item"], 1), size=(b, 5))
+        itf = rng.normal(size=(b, meta["item_feature_dim"])).astype(np.float32)
+        idx = rng.integers(-1, max(meta["vocab_sizes"]["item"], 1), size=b)
+        with torch.no_grad():
+            tu = model.user(torch.from_numpy(uf), torch.from_numpy(hist)).numpy()
+            ti = model.item(torch.from_numpy(itf), torch.from_numpy(idx)).numpy()
+        np.testing.assert_allclose(art.embed_users(uf, hist), tu, atol=1e-5)
+        np.testing.assert_allclose(art.embed_items(itf, idx), ti, atol=1e-5)
+    assert meta["metric"] == ("ip" if kind == "hybrid" else "cosine")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == set(FILES)
+    size_mb = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    assert size_mb < 50
+    ort.InferenceSession(str(folder / "user_tower.onnx"))  # plain onnxruntime loads it
+
+
+def test_manifest_refuses_altered_or_missing_files(conn, settings, tmp_path):
+    load_world(conn)
+    folder = exported(conn, settings, tmp_path)
+    meta = folder / "normalizer.json"
+    meta.write_text(meta.read_text().replace("0", "1", 1))
+    with pytest.raises(ArtifactError, match="normalizer.json does not match its SHA256"):
+        load_artifacts(folder)
+    folder2 = exported(conn, settings, tmp_path, "v2")
+    (folder2 / "item_tower.onnx").unlink()
+    with pytest.raises(ArtifactError, match="item_tower.onnx is missing"):
+        load_artifacts(folder2)
+    with pytest.raises(ArtifactError, match="not an artifact folder"):
+        load_artifacts(tmp_path / "nowhere")
+
+
+def test_export_refuses_to_overwrite_and_leaves_no_partial_folder(conn, settings, tmp_path):
+    load_world(conn)
+    exported(conn, settings, tmp_path, "same")
+    with pytest.raises(InvalidInput, match="already exists"):
+        exported(conn, settings, tmp_path, "same")
+    leftovers = [p for p in settings.path("artifacts").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
