@@ -367,6 +367,34 @@ def batch_runs(n: int = 10) -> None:
     console.print(t)
 
 
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+    access_log: Annotated[bool, typer.Option(help="JSON access log lines on stdout")] = True,
+) -> None:
+    """Run the HTTP API (uvicorn). Auth settings come from the environment (see README)."""
+    import logging
+
+    import uvicorn
+
+    s = settings()
+    if not s.auth_enabled:
+        err.print("[bold red]WARNING: authentication is DISABLED (TWOTOWER_AUTH_ENABLED=false): "
+                  "anyone can read and write any user's data. Local use only.[/]")
+    from twotower.serve.auth import Authenticator
+
+    try:
+        Authenticator(s)
+    except ValueError as e:
+        raise TwotowerError(str(e)) from e
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("twotower.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    uvicorn.run("twotower.serve.asgi:app", host=host, port=port, workers=workers, access_log=False,
+                log_level="warning")
+
+
 def _default_version(conn):
     from twotower import registry
     from twotower.errors import NotFound

@@ -1,0 +1,117 @@
+"""`create_app(settings)`: the FastAPI service. The lifespan opens the pool, loads the active
+model version(s) once (manifest verified) and warms up; routes take typed dependencies."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from twotower.config import Config, Settings, load_config
+from twotower.serve import routes
+from twotower.serve.auth import Authenticator
+from twotower.serve.state import ServiceState
+
+access_log = logging.getLogger("twotower.access")
+BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    """Prometheus metrics in the app's own registry (several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.latency = Histogram("twotower_request_seconds", "request latency", ["endpoint", "source"],
+                                 buckets=BUCKETS, registry=r)
+        self.in_flight = Gauge("twotower_requests_in_flight", "requests being served", registry=r)
+        self.errors = Counter("twotower_errors_total", "responses with status >= 400", ["endpoint", "status"],
+                              registry=r)
+        self.traffic = Gauge("twotower_model_traffic_share", "active model versions", ["version"], registry=r)
+        self.pool = Gauge("twotower_db_pool_connections", "database pool", ["state"], registry=r)
+        self.db_up = Gauge("twotower_database_up", "1 when the database answers", registry=r)
+
+    def update_gauges(self, s: ServiceState) -> None:
+        self.traffic.clear()
+        for v, share in s.shares:
+            self.traffic.labels(v).set(share)
+        self.db_up.set(1 if s.db_ok else 0)
+        if s.pool is not None:
+            st = s.pool.get_stats()
+            self.pool.labels("size").set(st.get("pool_size", 0))
+            self.pool.labels("available").set(st.get("pool_available", 0))
+            self.pool.labels("waiting").set(st.get("requests_waiting", 0))
+
+
+def create_app(settings: Settings | None = None, cfg: Config | None = None) -> FastAPI:
+    settings = settings or Settings()
+    cfg = cfg or load_config()
+    # Pin math libraries to one thread per worker (DESIGN §10).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    auth = Authenticator(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = ServiceState(settings, cfg)
+        await state.start()
+        app.state.service = state
+        yield
+        await state.stop()
+
+    app = FastAPI(title="twotower", version="0.1.0", lifespan=lifespan,
+                  description="Personalised like/nope video recommendations from a two-tower model in pgvector.")
+    app.state.auth = auth
+    app.state.metrics = metrics = Metrics()
+    for r in (routes.recommendations, routes.users, routes.decisions, routes.health):
+        app.include_router(r)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        t0 = time.perf_counter()
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.in_flight.dec()
+            dt = time.perf_counter() - t0
+            route = request.scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            source = getattr(request.state, "source", "")
+            metrics.latency.labels(endpoint, source).observe(dt)
+            if status >= 400:
+                metrics.errors.labels(endpoint, str(status)).inc()
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(json.dumps({"method": request.method, "path": request.url.path, "status": status,
+                                            "ms": round(dt * 1000, 2), "source": source or None}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        detail = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
+        if tuple(first.get("loc", ())) == ("body",):
+            detail = "the request body must be a JSON object (send Content-Type: application/json)"
+        return JSONResponse({"detail": detail, "errors": [{"loc": e.get("loc"), "msg": e.get("msg")} for e in errs]},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception):
+        logging.getLogger("twotower.serve").exception("unhandled error")
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    return app

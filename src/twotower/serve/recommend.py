@@ -1,0 +1,136 @@
+"""The recommendation path: the user vector (stored when fresh, else SQL feature function +
+ONNX user tower), candidates from the version's HNSW index with decided videos skipped, a fill
+when the filter leaves the list short, reasons, and the cold-start / fallback paths."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import psycopg
+from psycopg import sql as psql
+from psycopg_pool import PoolTimeout
+
+from twotower.db import sql
+from twotower.export import Artifacts
+from twotower.features import FeaturePipeline
+from twotower.serve.schemas import Item, RecommendationResponse
+from twotower.serve.state import ServiceState, now_ms
+
+DB_DOWN = (psycopg.OperationalError, PoolTimeout, OSError)
+
+
+def _reasons(tags: list[str], performers: list[str]) -> list[str]:
+    return [f"tag:{t}" for t in tags] + [f"performer:{p}" for p in performers]
+
+
+async def user_vector(conn: psycopg.AsyncConnection, art: Artifacts, user_id: str) -> np.ndarray | None:
+    """From the SQL feature function and the ONNX user tower; None for an unknown user."""
+    cur = await conn.execute("SELECT get_user_embedding_features(%s, now(), %s)",
+                             (user_id, art.pipeline.max_history))
+    j = (await cur.fetchone())[0]
+    if j is None:
+        return None
+    return online_vector(art, art.pipeline, j)
+
+
+def online_vector(art: Artifacts, pipe: FeaturePipeline, j: dict) -> np.ndarray:
+    from twotower.embed import user_history
+
+    feats = pipe.user_vector_from_json(j)[None, :]
+    return art.embed_users(feats, user_history(art, [j.get("liked_video_ids") or []]))[0]
+
+
+async def store_user_vector(conn: psycopg.AsyncConnection, version: str, user_id: str, vec: np.ndarray) -> None:
+    await conn.execute("INSERT INTO user_embeddings (model_version, user_id, embedding, last_updated) "
+                       "VALUES (%s, %s, %s, clock_timestamp()) ON CONFLICT (model_version, user_id) DO UPDATE "
+                       "SET embedding = excluded.embedding, last_updated = excluded.last_updated",
+                       (version, user_id, vec.astype(np.float32)))
+
+
+async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool) -> RecommendationResponse:
+    t0 = time.perf_counter()
+    if not state.db_ok:
+        return fallback(state, user_id, limit, t0)
+    version = state.assign(user_id)
+    try:
+        async with state.pool.connection() as conn:
+            if version is None:
+                return await _popular(state, conn, user_id, limit, exclude, "cold_start", None, t0)
+            art = state.models[version]
+            cur = await conn.execute(sql("serve_user_state"), {"version": version, "user_id": user_id})
+            emb, fresh, has_decisions = await cur.fetchone()
+            if not has_decisions:
+                return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
+            q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
+            rows = await _search(state, conn, art, user_id, q, limit, exclude)
+            items = [Item(video_id=v, score=float(s), reasons=_reasons(t, p)) for v, s, t, p in rows]
+            if len(items) < limit:  # the filter left the list short: fill with popular undecided
+                items += await _fill(state, conn, user_id, limit - len(items), {i.video_id for i in items}, exclude)
+    except DB_DOWN:
+        state.db_ok = False
+        return fallback(state, user_id, limit, t0)
+    state.record(user_id, version, "two_tower", [i.video_id for i in items])
+    return RecommendationResponse(user_id=user_id, model_version=version, source="two_tower",
+                                  items=items, took_ms=now_ms(t0))
+
+
+async def _search(state: ServiceState, conn, art: Artifacts, user_id: str, q: np.ndarray, limit: int,
+                  exclude: bool) -> list[tuple]:
+    e = state.cfg.embedding
+    params = {"q": q.astype(np.float32), "version": art.version, "user_id": user_id, "k": limit,
+              "exclude": exclude}
+    stmt = psql.SQL(sql("serve_recommend")).format(dim=psql.Literal(art.dim))
+    # SET LOCAL: scoped to this request's transaction, never leaks to the pool's next user.
+    await conn.execute(psql.SQL("SET LOCAL hnsw.ef_search = {}").format(psql.Literal(max(e.ef_search, limit))))
+    await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    await conn.execute(psql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(psql.Literal(e.max_scan_tuples)))
+    rows = await (await conn.execute(stmt, params)).fetchall()
+    if len(rows) < limit and exclude:
+        # Still short after the bounded iterative scan: exact search over the undecided videos.
+        await conn.execute("SET LOCAL enable_indexscan = off")
+        rows = await (await conn.execute(stmt, params)).fetchall()
+        await conn.execute("SET LOCAL enable_indexscan = on")
+    return rows
+
+
+async def _decided(conn, user_id: str) -> set[str]:
+    rows = await (await conn.execute(sql("serve_decided"), {"user_id": user_id})).fetchall()
+    return {r[0] for r in rows}
+
+
+async def _fill(state: ServiceState, conn, user_id: str, n: int, taken: set[str], exclude: bool) -> list[Item]:
+    skip = taken | (await _decided(conn, user_id) if exclude else set())
+    return [Item(video_id=v, score=s, reasons=["popular"]) for v, s in state.popular if v not in skip][:n]
+
+
+async def _popular(state: ServiceState, conn, user_id: str, limit: int, exclude: bool, source: str,
+                   version: str | None, t0: float) -> RecommendationResponse:
+    items = await _fill(state, conn, user_id, limit, set(), exclude)
+    for i in items:
+        i.reasons = ["popular and recent"]
+    state.record(user_id, version, source, [i.video_id for i in items])
+    return RecommendationResponse(user_id=user_id, model_version=None, source=source, items=items,
+                                  took_ms=now_ms(t0))
+
+
+def fallback(state: ServiceState, user_id: str, limit: int, t0: float) -> RecommendationResponse:
+    """Database unreachable: the in-memory popularity list, never a 500."""
+    items = [Item(video_id=v, score=s, reasons=["popular (service degraded)"]) for v, s in state.popular[:limit]]
+    return RecommendationResponse(user_id=user_id, model_version=None, source="fallback", items=items,
+                                  took_ms=now_ms(t0))
+
+
+async def refresh_user(state: ServiceState, conn, user_id: str) -> list[str]:
+    """Recompute and store the user's vector for every active version; [] for an unknown user."""
+    hist = max((a.pipeline.max_history for a in state.models.values()), default=200)
+    cur = await conn.execute("SELECT get_user_embedding_features(%s, now(), %s)", (user_id, hist))
+    j = (await cur.fetchone())[0]
+    if j is None:
+        return []
+    done = []
+    for version, _ in state.shares:
+        art = state.models[version]
+        await store_user_vector(conn, version, user_id, online_vector(art, art.pipeline, j))
+        done.append(version)
+    return done

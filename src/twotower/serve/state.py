@@ -1,0 +1,164 @@
+"""What a running service holds: the async pool, the loaded model versions (manifest verified,
+ONNX sessions created once), the A/B assignment, the popularity cache used for cold start and
+for the database-down fallback, and the batched recommendation log."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg_pool import AsyncConnectionPool
+
+from twotower import db
+from twotower.config import Config, Settings
+from twotower.export import Artifacts, load_artifacts
+
+log = logging.getLogger("twotower.serve")
+
+
+async def _configure(conn: psycopg.AsyncConnection) -> None:
+    await register_vector_async(conn)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    cfg: Config
+    pool: AsyncConnectionPool | None = None
+    models: dict[str, Artifacts] = field(default_factory=dict)
+    shares: list[tuple[str, float]] = field(default_factory=list)  # active versions, sorted
+    popular: list[tuple[str, float]] = field(default_factory=list)
+    db_ok: bool = False
+    log_queue: asyncio.Queue | None = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    refresh_seconds: float = 30.0
+    popular_seconds: float = 60.0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        url = db.database_url(self.settings)
+        self.pool = AsyncConnectionPool(url, min_size=self.settings.pool_min, max_size=self.settings.pool_max,
+                                        configure=_configure, check=AsyncConnectionPool.check_connection,
+                                        open=False, timeout=5.0, kwargs={"connect_timeout": 3})
+        await self.pool.open(wait=True, timeout=30)
+        self.db_ok = True
+        await self.refresh_models()
+        await self.refresh_popular()
+        await self.warm_up()
+        self.log_queue = asyncio.Queue(maxsize=100_000)
+        self.tasks = [asyncio.create_task(self._loop(self.refresh_models, self.refresh_seconds)),
+                      asyncio.create_task(self._loop(self.refresh_popular, self.popular_seconds)),
+                      asyncio.create_task(self._loop(self.check_db, 1.0)),
+                      asyncio.create_task(self._flush_logs())]
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.log_queue is not None:
+            await self._write_logs(self._drain())
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _loop(self, fn, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await fn()
+            except Exception as e:  # a background refresh must never kill the service
+                log.warning("background %s failed: %s", fn.__name__, e)
+
+    # ------------------------------------------------------------------ models and A/B
+    async def refresh_models(self) -> None:
+        """Load every active version once (new ones only); read the traffic split."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT version, model_path, traffic_share FROM embedding_model_versions "
+                "WHERE is_active AND traffic_share > 0 ORDER BY version")).fetchall()
+        for version, path, _ in rows:
+            if version not in self.models:
+                self.models[version] = await asyncio.to_thread(load_artifacts, Path(path), 1)
+                log.info("loaded model %s from %s", version, path)
+        self.shares = [(v, float(s)) for v, _, s in rows]
+
+    def assign(self, user_id: str) -> str | None:
+        """Stable A/B assignment: hash(salt, user_id) -> [0, 1) against cumulative shares."""
+        if not self.shares:
+            return None
+        h = hashlib.sha256(f"{self.settings.ab_salt}:{user_id}".encode()).digest()
+        x = int.from_bytes(h[:8], "big") / 2**64
+        total = sum(s for _, s in self.shares)
+        acc = 0.0
+        for version, share in self.shares:
+            acc += share / total
+            if x < acc:
+                return version
+        return self.shares[-1][0]
+
+    async def warm_up(self) -> None:
+        """One inference per loaded model, so the first request pays no lazy initialisation."""
+        import numpy as np
+
+        for art in self.models.values():
+            art.embed_users(np.zeros((1, art.pipeline.user_feature_dim), np.float32), np.full((1, 1), -1))
+
+    # ------------------------------------------------------------------ popularity cache
+    async def refresh_popular(self, n: int = 500) -> None:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(db.sql("serve_popular"), {"n": n})).fetchall()
+        self.popular = [(v, float(s)) for v, s in rows]
+
+    # ------------------------------------------------------------------ database health
+    async def check_db(self) -> None:
+        try:
+            async with self.pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+            if not self.db_ok:
+                log.warning("database is reachable again")
+            self.db_ok = True
+        except Exception:
+            if self.db_ok:
+                log.error("database unreachable: serving the in-memory popularity fallback")
+            self.db_ok = False
+
+    # ------------------------------------------------------------------ recommendation log
+    def record(self, user_id: str, version: str | None, source: str, video_ids: list[str]) -> None:
+        if self.log_queue is not None:
+            try:
+                self.log_queue.put_nowait((user_id, version, source, video_ids))
+            except asyncio.QueueFull:  # never block a request for the log
+                pass
+
+    def _drain(self) -> list[tuple]:
+        items = []
+        while self.log_queue is not None and not self.log_queue.empty():
+            items.append(self.log_queue.get_nowait())
+        return items
+
+    async def _flush_logs(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            items = self._drain()
+            if items:
+                try:
+                    await self._write_logs(items)
+                except Exception as e:
+                    log.warning("could not write %d recommendation log rows: %s", len(items), e)
+
+    async def _write_logs(self, items: list[tuple]) -> None:
+        if not items or not self.db_ok:
+            return
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            async with cur.copy("COPY recommendation_log (user_id, model_version, source, video_ids) FROM STDIN") as cp:
+                for row in items:
+                    await cp.write_row(row)
+
+
+def now_ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 2)
