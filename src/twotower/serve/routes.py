@@ -11,8 +11,15 @@ from prometheus_client import generate_latest
 
 from twotower.serve.auth import Principal
 from twotower.serve.recommend import DB_DOWN, recommend, refresh_user
-from twotower.serve.schemas import (DecisionRequest, DecisionResponse, EmbeddingResponse, Id, Problem,
-                                    RecommendationRequest, RecommendationResponse)
+from twotower.serve.schemas import (
+    DecisionRequest,
+    DecisionResponse,
+    EmbeddingResponse,
+    Id,
+    Problem,
+    RecommendationRequest,
+    RecommendationResponse,
+)
 from twotower.serve.state import ServiceState, now_ms
 
 
