@@ -1,8 +1,51 @@
 #!/usr/bin/env bash
-# The whole pipeline on generated data. Re-runnable: it replaces the demo data each time.
+# The whole pipeline on generated data, end to end. Re-runnable: it replaces the demo data.
 set -euo pipefail
 TT=".venv/bin/twotower"
-echo "== twotower demo (TWOTOWER_HOME=${TWOTOWER_HOME:-.twotower})"
+export TWOTOWER_HOME="${TWOTOWER_HOME:-$PWD/.twotower}"
+PORT="${TWOTOWER_DEMO_PORT:-8765}"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "database (embedded PostgreSQL + pgvector under $TWOTOWER_HOME/pgdata)"
 $TT db init
+step "synthetic data"
 $TT synth --users 2000 --videos 5000 --decisions 100000 --seed 7 --replace
 $TT summary
+
+step "train the two-tower model (config/best.yaml) on the temporal-user split, evaluate beside baselines"
+$TT train --config config/best.yaml --split temporal-user --name demo-eval
+$TT evaluate -m popularity,ease,"$TWOTOWER_HOME/checkpoints/demo-eval/best.pt" --split temporal-user --run demo
+
+step "production model on all data: export (ONNX + manifest), register, embed into pgvector, activate"
+VERSION="demo-$(date +%Y%m%d%H%M%S)"
+$TT train --config config/best.yaml --split none --name demo-prod
+$TT export "$TWOTOWER_HOME/checkpoints/demo-prod/best.pt" --version "$VERSION"
+$TT models register "$TWOTOWER_HOME/artifacts/$VERSION"
+$TT embed --version "$VERSION"
+$TT models activate "$VERSION"
+$TT models list
+
+step "top-10 straight from pgvector"
+read -r -a WARM <<< "$($TT sample-users --n 2)"
+COLD="$($TT sample-users --n 1 --cold)"
+$TT recommend "${WARM[@]}" --limit 10
+
+step "incremental refresh (nothing changed since the embed)"
+$TT batch-update
+
+step "the HTTP service"
+export TWOTOWER_JWT_SECRET="${TWOTOWER_JWT_SECRET:-demo-secret-$(date +%s)-not-for-production}"
+$TT serve --port "$PORT" --no-access-log > "$TWOTOWER_HOME/serve-demo.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break; sleep 0.5; done
+for U in "${WARM[0]}" "$COLD"; do
+  TOKEN="$($TT token "$U")"
+  echo "POST /v1/recommendations for $U"
+  curl -s -X POST "http://127.0.0.1:$PORT/v1/recommendations" -H "Authorization: Bearer $TOKEN" \
+       -H 'Content-Type: application/json' -d "{\"user_id\": \"$U\", \"limit\": 5}" \
+    | .venv/bin/python -m json.tool
+done
+echo "without a token:"; curl -s -X POST "http://127.0.0.1:$PORT/v1/recommendations" \
+     -H 'Content-Type: application/json' -d "{\"user_id\": \"${WARM[0]}\"}"; echo
+step "done. Serve it yourself: TWOTOWER_JWT_SECRET=... $TT serve  (API docs at http://127.0.0.1:8000/docs)"

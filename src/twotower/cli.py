@@ -395,6 +395,76 @@ def serve(
                 log_level="warning")
 
 
+@app.command()
+def retrain(
+    config: Annotated[Path | None, typer.Option(help="YAML config file (e.g. config/best.yaml)")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override: section.key=value")] = [],  # noqa: B006
+    tolerance: Annotated[float, typer.Option(help="accept a candidate this much below the active NDCG@10")] = 0.0,
+) -> None:
+    """Train, evaluate against the active model, and export/register/embed/activate if not worse."""
+    from twotower.retrain import retrain as do_retrain
+
+    r = do_retrain(settings(), load_config(config, set_), tolerance)
+    console.print(r.reason)
+
+
+@app.command()
+def recommend(
+    users: Annotated[list[str], typer.Argument(help="user ids")],
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    version: Annotated[str | None, typer.Option(help="model version (default: the default one)")] = None,
+) -> None:
+    """Top-N for users straight from pgvector (stored user vector, decided videos excluded)."""
+    from twotower import embed as emb
+    from twotower import registry
+    from twotower.export import load_artifacts
+
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        v = registry.get(conn, version) if version else _default_version(conn)
+        art = load_artifacts(Path(v.model_path))
+        vecs, js = emb.user_vectors_online(conn, art, users)
+        for u, q, j in zip(users, vecs, js, strict=True):
+            if j is None or not j.get("decided_count"):
+                console.print(f"[bold]{u}[/]: no decisions yet (the service answers with popular videos)")
+                continue
+            rows = emb.search(conn, v.version, art.dim, q, limit, user_id=u)
+            titles = dict(conn.execute("SELECT id, title FROM videos WHERE id = ANY(%s)", ([r[0] for r in rows],)).fetchall())
+            t = Table("#", "video", "title", "score", title=f"{u} ({v.version}, {j['like_count']} likes)")
+            for k, (vid, score) in enumerate(rows, 1):
+                t.add_row(str(k), vid, titles.get(vid) or "", f"{score:.4f}")
+            console.print(t)
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Argument(help="the user id (sub claim)")],
+    ttl: Annotated[int, typer.Option(help="seconds until it expires")] = 3600,
+    service: Annotated[bool, typer.Option(help="a service_role token instead of a user token")] = False,
+) -> None:
+    """Mint a development JWT signed with TWOTOWER_JWT_SECRET (HS256), for curl and the demo."""
+    import time as _time
+
+    import jwt
+
+    s = settings()
+    if not s.jwt_secret:
+        raise TwotowerError("TWOTOWER_JWT_SECRET is not set: set it to the secret the service verifies with")
+    claims = {"sub": user, "exp": int(_time.time()) + ttl, "role": "service_role" if service else "authenticated"}
+    print(jwt.encode(claims, s.jwt_secret, algorithm="HS256"))
+
+
+@app.command("sample-users")
+def sample_users(n: int = 2, cold: bool = False) -> None:
+    """Print user ids: the most active ones, or (--cold) ones without decisions."""
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        q = ("SELECT p.user_id FROM profiles p WHERE NOT EXISTS (SELECT 1 FROM user_video_decisions d "
+             "WHERE d.user_id = p.user_id) ORDER BY 1 LIMIT %s") if cold else \
+            "SELECT user_id FROM user_video_decisions GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT %s"
+        print(" ".join(r[0] for r in conn.execute(q, (n,)).fetchall()))
+
+
 def _default_version(conn):
     from twotower import registry
     from twotower.errors import NotFound

@@ -402,16 +402,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: Path,
-          resume: bool = False, quiet: bool = False) -> TrainResult:
+          resume: bool = False, quiet: bool = False, final_refit: bool = True) -> TrainResult:
     """Train one model on split.fit with early stopping on split.val; best.pt and last.pt
-    (for --resume) go to out_dir, with the config used."""
+    (for --resume) go to out_dir, with the config used. A closed-form hybrid (epochs 0) is
+    fitted on all of train unless final_refit is False (then on fit, so val stays unseen)."""
     t, metric = cfg.training, cfg.training.early_stopping_metric
     if metric not in ("val_loss", "ndcg@10"):
         raise InvalidInput("training.early_stopping_metric must be val_loss or ndcg@10")
     t0 = time.perf_counter()
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
-    closed_form_full = cfg.model.kind == "hybrid" and t.epochs == 0
+    closed_form_full = cfg.model.kind == "hybrid" and t.epochs == 0 and final_refit
+    closed_form = cfg.model.kind == "hybrid" and t.epochs == 0
     p = prepare(cfg, frames, catalog, split, "train" if closed_form_full else "fit")
     if not len(p.item_vocab) and cfg.model.kind == "hybrid":
         raise ModelFitError("no likes in the training window: nothing to learn from")
@@ -445,7 +447,7 @@ def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: 
                 "bad_epochs": bad, "history": history, "info": info,
                 "created_at": datetime.now().astimezone().isoformat()}
 
-    if closed_form_full or (cfg.model.kind == "hybrid" and start_epoch >= t.epochs):
+    if closed_form or (cfg.model.kind == "hybrid" and start_epoch >= t.epochs):
         m = validate(model, p, cfg)
         save_checkpoint(out_dir / "best.pt", checkpoint_state(0, m))
         save_checkpoint(last, checkpoint_state(0, m))
