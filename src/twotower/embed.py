@@ -205,8 +205,7 @@ def search(conn: psycopg.Connection, version: str, dim: int, q: np.ndarray, k: i
     """Filtered HNSW top-k (decided videos of user_id skipped), inside its own transaction so the
     SET LOCALs never leak to the next user of a pooled connection."""
     with conn.transaction():
-        conn.execute(psql.SQL("SET LOCAL hnsw.ef_search = {}").format(psql.Literal(int(ef_search))))
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute(psql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(psql.Literal(int(max_scan_tuples))))
+        conn.execute(sql("search_settings"), {"ef_search": str(int(ef_search)),
+                                              "max_scan_tuples": str(int(max_scan_tuples))})
         return conn.execute(_vec_sql("hnsw_search", dim),
                             {"q": q.astype(np.float32), "version": version, "user_id": user_id, "k": k}).fetchall()

@@ -234,8 +234,9 @@ def init_hybrid(model: TwoTower, p: Prepared, cfg: Config, part: str, ctx_split:
     if target is not None:
         u_, s_, v_ = torch.svd_lowrank(target, q=min(d, ids.size - 1) + 10, niter=6)
     else:
-        xt = torch.sparse_csr_tensor(torch.from_numpy(x.indptr).long(), torch.from_numpy(x.indices).long(),
-                                     torch.from_numpy(x.data), size=x.shape).to_sparse_coo()
+        coo = x.tocoo()
+        xt = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]).astype(np.int64), coo.data,
+                                     size=x.shape, check_invariants=False).coalesce()
         _, s_, v_ = torch.svd_lowrank(xt, q=min(d, ids.size - 1) + 10, niter=6)
         u_ = v_  # PureSVD: W = V, V = V (score x_u V V')
         s_ = torch.ones_like(s_)

@@ -82,9 +82,8 @@ async def _search(state: ServiceState, conn, art: Artifacts, user_id: str, q: np
               "exclude": exclude}
     stmt = psql.SQL(sql("serve_recommend")).format(dim=psql.Literal(art.dim))
     # SET LOCAL: scoped to this request's transaction, never leaks to the pool's next user.
-    await conn.execute(psql.SQL("SET LOCAL hnsw.ef_search = {}").format(psql.Literal(max(e.ef_search, limit))))
-    await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    await conn.execute(psql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(psql.Literal(e.max_scan_tuples)))
+    await conn.execute(sql("search_settings"), {"ef_search": str(max(e.ef_search, limit)),
+                                                "max_scan_tuples": str(e.max_scan_tuples)})
     rows = await (await conn.execute(stmt, params)).fetchall()
     if len(rows) < limit and exclude:
         # Still short after the bounded iterative scan: exact search over the undecided videos.

@@ -1,0 +1,204 @@
+"""Serving benchmark: the HTTP API against loopback, authenticated requests for random users.
+
+    python bench/serve.py --videos 50000      # 10k users; needs `wrk` (Debian package) for saturation
+    python bench/serve.py --videos 1000000    # reuses the world of bench/embed_bench.py --videos 1000000
+
+1. the bare pgvector query (top-20, decided videos filtered) for the same users, from psycopg;
+2. sequential requests (p50/p95/p99);
+3. a fixed rate (default 200 req/s) from a separate process, latency measured from the scheduled
+   send time (no coordinated omission);
+4. saturation with wrk (16 connections).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import httpx  # noqa: E402
+import jwt  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import git_commit, machine, write_json  # noqa: E402
+from _world import build_world  # noqa: E402
+
+from twotower import db  # noqa: E402
+from twotower.config import load_config  # noqa: E402
+
+SECRET = "bench-secret-bench-secret-bench-secret"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pct(xs, p):
+    return round(float(np.percentile(xs, p)), 2)
+
+
+def token(u: str) -> str:
+    return jwt.encode({"sub": u, "exp": int(time.time()) + 7200}, SECRET, algorithm="HS256")
+
+
+def bare_query(settings, users: list[str], ef: int) -> list[float]:
+    """The top-20 query alone: stored user vector as a parameter, decided videos filtered."""
+    from psycopg import sql as psql
+
+    from twotower.db import sql
+
+    out = []
+    with db.connection(settings) as conn:
+        conn.execute(psql.SQL("SET hnsw.ef_search = {}").format(psql.Literal(ef)))
+        conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        vecs = dict(conn.execute("SELECT user_id, embedding FROM user_embeddings WHERE model_version='bench' "
+                                 "AND user_id = ANY(%s)", (users,)).fetchall())
+        dim = len(next(iter(vecs.values())).to_numpy())
+        stmt = psql.SQL(sql("hnsw_search")).format(dim=psql.Literal(dim))
+        for u in users:
+            q = vecs[u].to_numpy()
+            t0 = time.perf_counter()
+            conn.execute(stmt, {"q": q, "version": "bench", "user_id": u, "k": 20}).fetchall()
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def fixed_rate(url: str, users: list[str], rate: float, seconds: float, q: mp.Queue) -> None:
+    """Open-loop load: request i is due at start + i/rate; latency counts from that moment."""
+    async def run():
+        lat, errors = [], 0
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as c:
+            start = time.perf_counter() + 0.5
+            n = int(rate * seconds)
+            rng = np.random.default_rng(1)
+
+            async def one(i: int):
+                nonlocal errors
+                due = start + i / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                u = users[rng.integers(len(users))]
+                try:
+                    r = await c.post("/v1/recommendations", json={"user_id": u, "limit": 20},
+                                     headers={"Authorization": f"Bearer {token(u)}"})
+                    if r.status_code != 200:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+                lat.append((time.perf_counter() - due) * 1000)
+
+            await asyncio.gather(*(one(i) for i in range(n)))
+            elapsed = time.perf_counter() - start
+        q.put({"latencies": lat, "errors": errors, "achieved_rps": n / elapsed})
+
+    asyncio.run(run())
+
+
+def wrk(url: str, users: list[str], seconds: int, connections: int) -> dict:
+    if not shutil.which("wrk"):
+        return {"skipped": "wrk not installed (apt-get install wrk)"}
+    lua = Path(tempfile.mkdtemp()) / "rec.lua"
+    bodies = [json.dumps({"user_id": u, "limit": 20}) for u in users]
+    auths = [f"Bearer {token(u)}" for u in users]
+    lua.write_text(
+        "local bodies = {" + ",".join(json.dumps(b) for b in bodies) + "}\n"
+        "local auths = {" + ",".join(json.dumps(a) for a in auths) + "}\n"
+        "math.randomseed(7)\n"
+        "request = function()\n  local i = math.random(#bodies)\n"
+        "  return wrk.format('POST', '/v1/recommendations', {['Content-Type']='application/json',"
+        " ['Authorization']=auths[i]}, bodies[i])\nend\n")
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+
+    def ms(label):
+        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return None
+        v = float(m.group(1))
+        return round(v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v, 2)
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors:.*", out)
+    return {"rps": float(rps.group(1)) if rps else None, "p50_ms": ms("50%"), "p90_ms": ms("90%"),
+            "p99_ms": ms("99%"), "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errs.group(0) if errs else "", "connections": connections}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--videos", type=int, default=50_000)
+    ap.add_argument("--rate", type=float, default=200)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--workers", type=int, default=1)
+    a = ap.parse_args()
+    users_n, decisions = (10_000, 1_000_000) if a.videos <= 100_000 else (100_000, 10_000_000)
+    s, _ = build_world(f"embed-{a.videos}", users_n, a.videos, decisions, keep=True)
+    cfg = load_config()
+    with db.connection(s) as conn:
+        all_users = [r[0] for r in conn.execute("SELECT user_id FROM user_embeddings WHERE model_version='bench'")]
+    rng = np.random.default_rng(0)
+    users = [all_users[i] for i in rng.choice(len(all_users), size=1000, replace=False)]
+    bare = bare_query(s, users, cfg.embedding.ef_search)
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    env = {**os.environ, "TWOTOWER_HOME": str(s.home), "TWOTOWER_JWT_SECRET": SECRET,
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("DATABASE_URL", None)
+    srv = subprocess.Popen([str(ROOT / ".venv" / "bin" / "twotower"), "serve", "--port", str(port),
+                            "--workers", str(a.workers), "--no-access-log"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        seq = []
+        with httpx.Client(base_url=url) as c:
+            for u in users[:100]:  # warm-up
+                c.post("/v1/recommendations", json={"user_id": u, "limit": 20}, headers={"Authorization": f"Bearer {token(u)}"})
+            for u in users:
+                t0 = time.perf_counter()
+                r = c.post("/v1/recommendations", json={"user_id": u, "limit": 20},
+                           headers={"Authorization": f"Bearer {token(u)}"})
+                seq.append((time.perf_counter() - t0) * 1000)
+                assert r.status_code == 200 and len(r.json()["items"]) == 20, r.text
+        q: mp.Queue = mp.Queue()
+        p = mp.Process(target=fixed_rate, args=(url, users, a.rate, a.seconds, q))
+        p.start()
+        fr = q.get(timeout=a.seconds + 120)
+        p.join()
+        sat = wrk(url, users, 15, 16)
+    finally:
+        srv.terminate()
+        srv.wait(10)
+    res = {
+        "videos": a.videos, "users": users_n, "workers": a.workers,
+        "bare_query_p50_ms": pct(bare, 50), "bare_query_p99_ms": pct(bare, 99),
+        "sequential_p50_ms": pct(seq, 50), "sequential_p95_ms": pct(seq, 95), "sequential_p99_ms": pct(seq, 99),
+        "api_over_bare_p50": round(float(np.percentile(seq, 50) / np.percentile(bare, 50)), 2),
+        f"rate{int(a.rate)}_p50_ms": pct(fr["latencies"], 50), f"rate{int(a.rate)}_p95_ms": pct(fr["latencies"], 95),
+        f"rate{int(a.rate)}_p99_ms": pct(fr["latencies"], 99), f"rate{int(a.rate)}_errors": fr["errors"],
+        f"rate{int(a.rate)}_achieved_rps": round(fr["achieved_rps"], 1),
+        "saturation": sat, "machine": machine(), "commit": git_commit(),
+    }
+    print(json.dumps(res, indent=2))
+    write_json(f"serve_{a.videos}", res)
+
+
+if __name__ == "__main__":
+    main()
