@@ -86,7 +86,7 @@ class EmbeddingConfig:
     batch_size: int = 4096
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
-    ef_search: int = 100
+    ef_search: int = 40  # recall@10 >= 0.98 at 50k and 1M videos (docs/benchmarks.md)
     max_scan_tuples: int = 20000
 
 

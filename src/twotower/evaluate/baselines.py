@@ -68,10 +68,17 @@ class PopularityRec:
         return np.broadcast_to(self.pop, (len(users), self.pop.size))
 
 
-def _val_ndcg(scores_fn, x_fit: sp.csr_matrix, x_val: sp.csr_matrix, decided: sp.csr_matrix) -> float:
+def tune_on_validation(split: Split, grid, scorer) -> float:
+    """The grid value whose model, fitted on split.fit, ranks split.val likes best (NDCG@10).
+    `scorer(x_fit, value)` returns a function users -> (B, n_items) scores."""
+    x_fit, x_val = split.matrix("fit"), split.matrix("val")
+    decided = split.matrix("fit", likes_only=False)
     users = np.flatnonzero(np.asarray(x_val.sum(axis=1)).ravel() > 0)
-    top = top_k(scores_fn(users), 10, decided[users])
-    return ranking_metrics(top, x_val[users], [10]).get("ndcg@10", 0.0)
+    best = (-1.0, grid[0])
+    for value in grid:
+        top = top_k(scorer(x_fit, value)(users), 10, decided[users])
+        best = max(best, (ranking_metrics(top, x_val[users], [10]).get("ndcg@10", 0.0), value))
+    return best[1]
 
 
 class EASERec:
@@ -116,15 +123,11 @@ class EASERec:
     def fit(self, ctx: Context) -> None:
         s = ctx.split
         if self.lam is None:
-            x_fit, x_val = s.matrix("fit"), s.matrix("val")
-            decided = s.matrix("fit", likes_only=False)
-            best = (-1.0, self.grid[0])
-            for lam in self.grid:
+            def scorer(x_fit, lam):
                 a, b = self.weights(x_fit, lam)
-                nd = _val_ndcg(lambda u, a=a, b=b: self.apply(x_fit[u], a, b, s.n_items),
-                               x_fit, x_val, decided)
-                best = max(best, (nd, lam))
-            self.lam = best[1]
+                return lambda u: self.apply(x_fit[u], a, b, s.n_items)
+
+            self.lam = tune_on_validation(s, self.grid, scorer)
         self.x = s.matrix("train")
         self.active, self.b = self.weights(self.x, self.lam)
 
@@ -156,14 +159,11 @@ class IALSRec:
     def fit(self, ctx: Context) -> None:
         s = ctx.split
         if self.alpha is None:
-            x_fit, x_val = s.matrix("fit"), s.matrix("val")
-            decided = s.matrix("fit", likes_only=False)
-            best = (-1.0, 1.0)
-            for alpha in (1.0, 5.0, 20.0):
+            def scorer(x_fit, alpha):
                 m = self._train(x_fit, alpha)
-                nd = _val_ndcg(lambda u, m=m: m.user_factors[u] @ m.item_factors.T, x_fit, x_val, decided)
-                best = max(best, (nd, alpha))
-            self.alpha = best[1]
+                return lambda u: m.user_factors[u] @ m.item_factors.T
+
+            self.alpha = tune_on_validation(s, (1.0, 5.0, 20.0), scorer)
         self.model = self._train(s.matrix("train"), self.alpha)
 
     def score(self, users: np.ndarray) -> np.ndarray:

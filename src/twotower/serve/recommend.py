@@ -4,6 +4,8 @@ when the filter leaves the list short, reasons, and the cold-start / fallback pa
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 
 import numpy as np
@@ -58,12 +60,20 @@ async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool
             if version is None:
                 return await _popular(state, conn, user_id, limit, exclude, "cold_start", None, t0)
             art = state.models[version]
-            cur = await conn.execute(sql("serve_user_state"), {"version": version, "user_id": user_id})
-            emb, fresh, has_decisions = await cur.fetchone()
-            if not has_decisions:
-                return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
-            q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
-            rows = await _search(state, conn, art, user_id, q, limit, exclude)
+            e = state.cfg.embedding
+            async with (conn.transaction() if limit > e.ef_search else contextlib.nullcontext()):
+                if limit > e.ef_search:  # transaction-local, so it never reaches the pool's next user
+                    await conn.execute(sql("search_settings"), {"ef_search": str(limit),
+                                                                "max_scan_tuples": str(e.max_scan_tuples)})
+                # The common case, one round trip: the stored vector is fresh.
+                rows = await _search(conn, art, user_id, None, limit, exclude)
+                if not rows:
+                    cur = await conn.execute(sql("serve_user_state"), {"version": version, "user_id": user_id})
+                    emb, fresh, has_decisions = await cur.fetchone()
+                    if not has_decisions:
+                        return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
+                    q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
+                    rows = await _search(conn, art, user_id, q, limit, exclude)
             items = [Item(video_id=v, score=float(s), reasons=_reasons(t, p)) for v, s, t, p in rows]
             if len(items) < limit:  # the filter left the list short: fill with popular undecided
                 items += await _fill(state, conn, user_id, limit - len(items), {i.video_id for i in items}, exclude)
@@ -75,21 +85,30 @@ async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool
                                   items=items, took_ms=now_ms(t0))
 
 
-async def _search(state: ServiceState, conn, art: Artifacts, user_id: str, q: np.ndarray, limit: int,
+@functools.cache
+def _statement(dim: int, stored: bool) -> psql.Composed:
+    d = psql.Literal(dim)
+    if stored:
+        prelude = psql.SQL(sql("serve_stored_prelude")).format(dim=d)
+        q, guard = psql.SQL("(SELECT q FROM u)"), psql.SQL("EXISTS (SELECT 1 FROM u)")
+    else:
+        prelude, q, guard = psql.SQL(""), psql.SQL("%(q)s::vector({})").format(d), psql.SQL("true")
+    return psql.SQL(sql("serve_recommend")).format(prelude=prelude, q=q, guard=guard, dim=d)
+
+
+async def _search(conn, art: Artifacts, user_id: str, q: np.ndarray | None, limit: int,
                   exclude: bool) -> list[tuple]:
-    e = state.cfg.embedding
-    params = {"q": q.astype(np.float32), "version": art.version, "user_id": user_id, "k": limit,
-              "exclude": exclude}
-    stmt = psql.SQL(sql("serve_recommend")).format(dim=psql.Literal(art.dim))
-    # SET LOCAL: scoped to this request's transaction, never leaks to the pool's next user.
-    await conn.execute(sql("search_settings"), {"ef_search": str(max(e.ef_search, limit)),
-                                                "max_scan_tuples": str(e.max_scan_tuples)})
+    """q None: use the stored vector if it is fresh (no rows otherwise)."""
+    stmt = _statement(art.dim, q is None)
+    params = {"version": art.version, "user_id": user_id, "k": limit, "exclude": exclude}
+    if q is not None:
+        params["q"] = q.astype(np.float32)
     rows = await (await conn.execute(stmt, params)).fetchall()
-    if len(rows) < limit and exclude:
+    if rows and len(rows) < limit and exclude:
         # Still short after the bounded iterative scan: exact search over the undecided videos.
-        await conn.execute("SET LOCAL enable_indexscan = off")
-        rows = await (await conn.execute(stmt, params)).fetchall()
-        await conn.execute("SET LOCAL enable_indexscan = on")
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_indexscan = off")
+            rows = await (await conn.execute(stmt, params)).fetchall()
     return rows
 
 

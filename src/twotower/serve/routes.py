@@ -23,11 +23,12 @@ from twotower.serve.schemas import (
 from twotower.serve.state import ServiceState, now_ms
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    # async: a plain `def` dependency would be run in a thread pool on every request
     return request.app.state.service
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     return request.app.state.auth(request)
 
 
@@ -82,7 +83,6 @@ async def post_decision(body: DecisionRequest, state: StateDep, who: PrincipalDe
             from twotower.db import sql
 
             row = await (await conn.execute(sql("serve_record_decision"), body.model_dump())).fetchone()
-            await conn.commit()
             done = await refresh_user(state, conn, body.user_id) if body.refresh_embedding else []
     except DB_DOWN:
         state.db_ok = False

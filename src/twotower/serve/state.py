@@ -22,8 +22,6 @@ from twotower.export import Artifacts, load_artifacts
 log = logging.getLogger("twotower.serve")
 
 
-async def _configure(conn: psycopg.AsyncConnection) -> None:
-    await register_vector_async(conn)
 
 
 @dataclass
@@ -43,8 +41,33 @@ class ServiceState:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         url = db.database_url(self.settings)
+        e = self.cfg.embedding
+        last_used: dict[int, float] = {}
+
+        async def configure(conn: psycopg.AsyncConnection) -> None:
+            # Same search settings on every pooled connection (DESIGN §10 allows the pool's
+            # configure): nothing per request, and nothing leaks between users.
+            await register_vector_async(conn)
+            await conn.execute("SELECT set_config('hnsw.ef_search', %s, false), "
+                               "set_config('hnsw.iterative_scan', 'relaxed_order', false), "
+                               "set_config('hnsw.max_scan_tuples', %s, false)",
+                               (str(e.ef_search), str(e.max_scan_tuples)))
+            await conn.commit()
+            # Autocommit: a request pays no BEGIN/COMMIT round trips; the few statements that
+            # need SET LOCAL open an explicit transaction.
+            await conn.set_autocommit(True)
+
+        async def check(conn: psycopg.AsyncConnection) -> None:
+            # Test a connection that sat idle (it may have died with a database restart); one
+            # used a moment ago is fine, and skipping the round trip matters at 500 requests/s.
+            if time.monotonic() - last_used.get(id(conn), 0.0) > 2.0:
+                await AsyncConnectionPool.check_connection(conn)
+
+        async def reset(conn: psycopg.AsyncConnection) -> None:
+            last_used[id(conn)] = time.monotonic()
+
         self.pool = AsyncConnectionPool(url, min_size=self.settings.pool_min, max_size=self.settings.pool_max,
-                                        configure=_configure, check=AsyncConnectionPool.check_connection,
+                                        configure=configure, check=check, reset=reset,
                                         open=False, timeout=5.0, kwargs={"connect_timeout": 3})
         await self.pool.open(wait=True, timeout=30)
         self.db_ok = True
