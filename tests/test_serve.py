@@ -240,3 +240,18 @@ def test_item_vectors_match_between_paths(world, settings):
     online = embed.item_vectors_online(world, art, ids)
     for k, v in enumerate(ids):
         np.testing.assert_allclose(online[k], stored[v], atol=1e-5)
+
+
+def test_online_metrics_join_served_lists_with_later_decisions(client, world):
+    from twotower.evaluate.online import online_metrics
+
+    u = warm_user(world)
+    items = [i["video_id"] for i in rec(client, u, 5).json()["items"]]
+    client.post("/v1/decisions", json={"user_id": u, "video_id": items[0], "decision_type": "like"}, headers=token(u))
+    client.post("/v1/decisions", json={"user_id": u, "video_id": items[1], "decision_type": "nope"}, headers=token(u))
+    deadline = time.time() + 10
+    while not world.execute("SELECT 1 FROM recommendation_log").fetchone() and time.time() < deadline:
+        time.sleep(0.2)  # the log is written off the request path, about once a second
+    m = {r.version: r for r in online_metrics(world)}["v1"]
+    assert (m.lists, m.shown, m.answered, m.liked) == (1, 5, 2, 1)
+    assert m.ctr == 0.4 and m.like_rate == 0.5

@@ -216,6 +216,27 @@ def evaluate(
     console.print(f"report: {out}/report.md")
 
 
+@app.command("evaluate-online")
+def evaluate_online(days: Annotated[int, typer.Option(help="served lists of the last N days")] = 30) -> None:
+    """Online CTR and like rate per served model version (recommendation_log x decisions)."""
+    from datetime import UTC, datetime, timedelta
+
+    from twotower.evaluate.online import online_metrics
+
+    with db.connection(settings()) as conn:
+        db.ensure_schema(conn)
+        rows = online_metrics(conn, datetime.now(UTC) - timedelta(days=days))
+    if not rows:
+        console.print("no served lists in that window (the service logs them in recommendation_log)")
+        return
+    t = Table("version", "lists", "videos shown", "answered", "liked", "CTR (answered/shown)",
+              "like rate (liked/answered)", "liked/shown")
+    for r in rows:
+        t.add_row(r.version, f"{r.lists:,}", f"{r.shown:,}", f"{r.answered:,}", f"{r.liked:,}",
+                  f"{r.ctr:.2%}", f"{r.like_rate:.2%}", f"{r.likes_per_shown:.2%}")
+    console.print(t)
+
+
 # --------------------------------------------------------------------------- export / registry / embed
 
 models_app = typer.Typer(no_args_is_help=True, help="Model registry: list, register, activate, rollback, traffic.")

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -154,7 +155,7 @@ class ServiceState:
     def record(self, user_id: str, version: str | None, source: str, video_ids: list[str]) -> None:
         if self.log_queue is not None:
             try:
-                self.log_queue.put_nowait((user_id, version, source, video_ids))
+                self.log_queue.put_nowait((user_id, version, source, video_ids, datetime.now(UTC)))
             except asyncio.QueueFull:  # never block a request for the log
                 pass
 
@@ -178,7 +179,7 @@ class ServiceState:
         if not items or not self.db_ok:
             return
         async with self.pool.connection() as conn, conn.cursor() as cur:
-            async with cur.copy("COPY recommendation_log (user_id, model_version, source, video_ids) FROM STDIN") as cp:
+            async with cur.copy("COPY recommendation_log (user_id, model_version, source, video_ids, served_at) FROM STDIN") as cp:
                 for row in items:
                     await cp.write_row(row)
 
