@@ -50,6 +50,20 @@ def mlp(in_dim: int, hidden: list[int], dropout: list[float], out_dim: int) -> n
     return nn.Sequential(*layers)
 
 
+def id_table(n: int, dim: int) -> nn.Embedding:
+    """One learned row per known video plus a zero padding row at index n (unknown or cold)."""
+    emb = nn.Embedding(n + 1, dim, padding_idx=n)
+    nn.init.normal_(emb.weight, std=0.01)
+    with torch.no_grad():
+        emb.weight[n].zero_()
+    return emb
+
+
+def content_mlp(a: ModelArgs, in_dim: int) -> nn.Sequential | None:
+    """The content path: always in the seed's towers, optional in the hybrid ones."""
+    return mlp(in_dim, a.hidden_dims, a.dropout, a.embedding_dim) if (a.kind == "mlp" or a.use_content) else None
+
+
 def _pad_index(idx: torch.Tensor, n: int) -> torch.Tensor:
     """-1 (or anything out of range) -> the padding row n."""
     return torch.where((idx >= 0) & (idx < n), idx, torch.full_like(idx, n))
@@ -59,14 +73,10 @@ class UserTower(nn.Module):
     def __init__(self, a: ModelArgs) -> None:
         super().__init__()
         self.kind, self.normalize, self.n_items = a.kind, a.normalize, a.n_items
-        self.content = mlp(a.user_dim, a.hidden_dims, a.dropout, a.embedding_dim) \
-            if (a.kind == "mlp" or a.use_content) else None
+        self.content = content_mlp(a, a.user_dim)
         if a.kind == "hybrid":
             # W: one row per video; the user vector is the sum over the liked videos (x_u W).
-            self.history = nn.Embedding(a.n_items + 1, a.embedding_dim, padding_idx=a.n_items)
-            nn.init.normal_(self.history.weight, std=0.01)
-            with torch.no_grad():
-                self.history.weight[a.n_items].zero_()
+            self.history = id_table(a.n_items, a.embedding_dim)
 
     def forward(self, features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         out = self.content(features) if self.content is not None else 0.0  # (B, D)
@@ -80,13 +90,9 @@ class ItemTower(nn.Module):
     def __init__(self, a: ModelArgs) -> None:
         super().__init__()
         self.kind, self.normalize, self.n_items = a.kind, a.normalize, a.n_items
-        self.content = mlp(a.item_dim, a.hidden_dims, a.dropout, a.embedding_dim) \
-            if (a.kind == "mlp" or a.use_content) else None
+        self.content = content_mlp(a, a.item_dim)
         if a.kind == "hybrid":
-            self.ids = nn.Embedding(a.n_items + 1, a.embedding_dim, padding_idx=a.n_items)
-            nn.init.normal_(self.ids.weight, std=0.01)
-            with torch.no_grad():
-                self.ids.weight[a.n_items].zero_()
+            self.ids = id_table(a.n_items, a.embedding_dim)
 
     def forward(self, features: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
         if self.kind == "mlp":
