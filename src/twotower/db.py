@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -268,7 +267,3 @@ def reset(conn: psycopg.Connection) -> None:
         for fn in ("get_user_embedding_features", "get_item_embedding_features"):
             conn.execute(psycopg.sql.SQL("DROP FUNCTION IF EXISTS {} CASCADE").format(
                 psycopg.sql.Identifier(fn)))
-
-
-def home_path(settings: Settings, *parts: str) -> Path:
-    return settings.path(*parts)

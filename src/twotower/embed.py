@@ -17,7 +17,6 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 from psycopg import sql as psql
 
 from twotower.config import EmbeddingConfig
@@ -64,13 +63,9 @@ def _write_parquet(path: Path, id_col: str, ids: np.ndarray, vecs: np.ndarray) -
     os.replace(tmp, path)
 
 
-def _item_features(art: Artifacts, ids: np.ndarray, videos, tags, performers) -> sp.csr_matrix:
-    return art.pipeline.item_matrix(ids, videos, tags, performers)
-
-
 def item_embeddings(art: Artifacts, ids: np.ndarray, videos: pl.DataFrame, tags: pl.DataFrame,
                     performers: pl.DataFrame) -> np.ndarray:
-    x = _item_features(art, ids, videos, tags, performers)
+    x = art.pipeline.item_matrix(ids, videos, tags, performers)
     idx = art.item_index(ids)
     out = np.empty((len(ids), art.dim), dtype=np.float32)
     for s in range(0, len(ids), EMBED_BATCH):
@@ -163,19 +158,24 @@ def embed_all_users(conn: psycopg.Connection, art: Artifacts) -> EmbedResult:
     return EmbedResult(len(ids), t1 - t0, time.perf_counter() - t1, 0.0, art.path / "user_embeddings.parquet")
 
 
-def user_vectors_online(conn: psycopg.Connection, art: Artifacts, user_ids: list[str]
-                        ) -> tuple[np.ndarray, list[dict | None]]:
-    """User vectors from the SQL feature function (the serving path). A user with no profile
-    and no decisions gets a zero row and None."""
-    rows = conn.execute("SELECT u, get_user_embedding_features(u, now(), %s) FROM unnest(%s::text[]) u",
-                        (art.pipeline.max_history, user_ids)).fetchall()
-    js = [r[1] for r in rows]
+def user_vectors_from_json(art: Artifacts, js: list[dict | None]) -> np.ndarray:
+    """get_user_embedding_features JSON -> the user tower's vectors; an unknown user (None)
+    gets the vector of empty features."""
     feats = np.zeros((len(js), art.pipeline.user_feature_dim), dtype=np.float32)
-    for r, j in enumerate(js):
+    for r, j in enumerate(js):  # one small JSON per user; the ONNX call below is batched
         if j is not None:
             feats[r] = art.pipeline.user_vector_from_json(j)
     hist = user_history(art, [(j or {}).get("liked_video_ids") or [] for j in js])
-    return art.embed_users(feats, hist), js
+    return art.embed_users(feats, hist)
+
+
+def user_vectors_online(conn: psycopg.Connection, art: Artifacts, user_ids: list[str]
+                        ) -> tuple[np.ndarray, list[dict | None]]:
+    """User vectors from the SQL feature function (the serving path), with the JSON."""
+    rows = conn.execute(sql("user_features"), {"max_history": art.pipeline.max_history,
+                                               "user_ids": user_ids}).fetchall()
+    js = [r[1] for r in rows]
+    return user_vectors_from_json(art, js), js
 
 
 def item_vectors_online(conn: psycopg.Connection, art: Artifacts, video_ids: list[str]) -> np.ndarray:

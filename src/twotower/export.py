@@ -54,7 +54,7 @@ def default_version(state: dict) -> str:
 def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version: str | None = None,
            force: bool = False) -> Path:
     """Export `checkpoint`; returns the artifact folder."""
-    from twotower.train import load_checkpoint
+    from twotower.train import load_checkpoint, model_from_state
 
     state = load_checkpoint(Path(checkpoint))
     version = version or default_version(state)
@@ -64,9 +64,7 @@ def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version
     if out.exists() and not force:
         raise InvalidInput(f"{out} already exists: choose another --version or pass --force")
     args = ModelArgs(**state["model_args"])
-    model = TwoTower(args)
-    model.load_state_dict(state["model_state"])
-    model.eval()
+    model = model_from_state(state)
     pipe = FeaturePipeline.from_dict(state["pipeline"])
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from twotower import db, registry
 from twotower.config import Config, Settings
@@ -17,8 +16,17 @@ from twotower.data import load_frames
 from twotower.embed import embed_all_users, embed_videos
 from twotower.evaluate.splits import Catalog, make_split
 from twotower.export import export, load_artifacts
-from twotower.metrics import ranking_metrics, top_k
-from twotower.train import Prepared, build, train
+from twotower.features import FeaturePipeline
+from twotower.train import (
+    Prepared,
+    build,
+    encode_items,
+    encode_users,
+    load_checkpoint,
+    model_from_state,
+    train,
+    val_ndcg,
+)
 
 
 @dataclass
@@ -31,22 +39,16 @@ class RetrainResult:
     reason: str
 
 
-def val_ndcg(p: Prepared, user_vecs_fn, item_vecs: np.ndarray, max_users: int = 5000) -> float:
-    """NDCG@10 of the validation likes, ranking every video not decided in the fit part."""
-    rel_all = p.split.matrix("val")
-    users = np.flatnonzero(rel_all.getnnz(axis=1) > 0)[:max_users]
-    n = p.catalog.n_items
-    excl = sp.csr_matrix((np.ones(p.decided.size, np.float32), (p.decided // n, p.decided % n)),
-                         shape=(p.catalog.n_users, n))
-    scores = user_vecs_fn(users) @ item_vecs.T
-    return ranking_metrics(top_k(scores, 10, excl[users]), rel_all[users], [10]).get("ndcg@10", 0.0)
+def _val_users(p: Prepared, max_users: int = 5000) -> np.ndarray:
+    return np.flatnonzero(p.split.matrix("val").getnnz(axis=1) > 0)[:max_users]
 
 
 def _artifact_ndcg(art, frames, catalog, split) -> float:
     p = build(art.pipeline, art.item_vocab, frames, catalog, split, "fit")
     item_vecs = np.concatenate([art.embed_items(p.item_x[np.arange(s, min(s + 4096, catalog.n_items))].numpy(),
                                                 p.cat2model[s:s + 4096]) for s in range(0, catalog.n_items, 4096)])
-    return val_ndcg(p, lambda u: art.embed_users(p.user_x[u].numpy(), p.history[u].numpy()), item_vecs)
+    users = _val_users(p)
+    return val_ndcg(p, users, art.embed_users(p.user_x[users].numpy(), p.history[users].numpy()), item_vecs)
 
 
 def retrain(settings: Settings, cfg: Config, tolerance: float = 0.0, quiet: bool = False) -> RetrainResult:
@@ -58,16 +60,11 @@ def retrain(settings: Settings, cfg: Config, tolerance: float = 0.0, quiet: bool
     split = make_split(catalog, "none", val_fraction=cfg.training.train_val_split, seed=cfg.training.seed)
     ckpts = settings.path("checkpoints")
     cand = train(cfg, frames, catalog, split, ckpts / f"retrain-{cfg.digest()}", quiet=quiet, final_refit=False)
-    from twotower.train import CheckpointRecommender, encode_items, encode_users
-
-    rec = CheckpointRecommender(cand.checkpoint)
-    from twotower.features import FeaturePipeline
-    from twotower.model import ModelArgs, TwoTower
-
-    model = TwoTower(ModelArgs(**rec.state["model_args"]))
-    model.load_state_dict(rec.state["model_state"])
-    p = build(FeaturePipeline.from_dict(rec.state["pipeline"]), rec.state["item_vocab"], frames, catalog, split, "fit")
-    cand_ndcg = val_ndcg(p, lambda u: encode_users(model, p, u).numpy(), encode_items(model, p).numpy())
+    state = load_checkpoint(cand.checkpoint)
+    model = model_from_state(state)
+    p = build(FeaturePipeline.from_dict(state["pipeline"]), state["item_vocab"], frames, catalog, split, "fit")
+    users = _val_users(p)
+    cand_ndcg = val_ndcg(p, users, encode_users(model, p, users).numpy(), encode_items(model, p).numpy())
     act_ndcg = None
     if current is not None:
         act_ndcg = _artifact_ndcg(load_artifacts(Path(current.model_path)), frames, catalog, split)

@@ -337,13 +337,19 @@ def validate(model: TwoTower, p: Prepared, cfg: Config, max_users: int = 2000) -
         eval_users = np.unique(liked_u)
         if eval_users.size > max_users:
             eval_users = np.sort(rng.choice(eval_users, max_users, replace=False))
-        rel = p.split.matrix("val")[eval_users]
-        excl = sp.csr_matrix((np.ones(p.decided.size, np.float32),
-                              (p.decided // p.catalog.n_items, p.decided % p.catalog.n_items)),
-                             shape=(p.catalog.n_users, p.catalog.n_items))[eval_users]
-        s = (encode_users(model, p, eval_users) @ item_vecs.T).numpy()
-        out["val_ndcg@10"] = ranking_metrics(top_k(s, 10, excl), rel, [10]).get("ndcg@10", 0.0)
+        out["val_ndcg@10"] = val_ndcg(p, eval_users, encode_users(model, p, eval_users).numpy(),
+                                      item_vecs.numpy())
     return out
+
+
+def val_ndcg(p: Prepared, users: np.ndarray, user_vecs: np.ndarray, item_vecs: np.ndarray) -> float:
+    """NDCG@10 of these users' validation likes, ranking every video they did not decide in the
+    training part (early stopping here, the candidate-vs-active comparison in retrain)."""
+    n = p.catalog.n_items
+    excl = sp.csr_matrix((np.ones(p.decided.size, np.float32), (p.decided // n, p.decided % n)),
+                         shape=(p.catalog.n_users, n))[users]
+    top = top_k(user_vecs @ item_vecs.T, 10, excl)
+    return ranking_metrics(top, p.split.matrix("val")[users], [10]).get("ndcg@10", 0.0)
 
 
 def _val_loss(t, scores, labels, uvec, inv, item_vecs, vi, vy, p: Prepared) -> float:
@@ -391,6 +397,13 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def model_from_state(state: dict[str, Any]) -> TwoTower:
+    """The model a checkpoint describes, weights loaded, in eval mode."""
+    model = TwoTower(ModelArgs(**state["model_args"]))
+    model.load_state_dict(state["model_state"])
+    return model.eval()
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -584,9 +597,7 @@ class CheckpointRecommender:
                 f"{self.path} was trained on the {st['split']!r} split; evaluating it on "
                 f"{ctx.split.name!r} would leak test decisions into training: train with "
                 f"`twotower train --split {ctx.split.name}`")
-        model = TwoTower(ModelArgs(**st["model_args"]))
-        model.load_state_dict(st["model_state"])
-        self.model = model
+        self.model = model = model_from_state(st)
         pipe = FeaturePipeline.from_dict(st["pipeline"])
         p = build(pipe, st["item_vocab"], ctx.frames, ctx.catalog, ctx.split, "train")
         self.item_vecs = encode_items(model, p).numpy()

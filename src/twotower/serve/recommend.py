@@ -14,8 +14,8 @@ from psycopg import sql as psql
 from psycopg_pool import PoolTimeout
 
 from twotower.db import sql
+from twotower.embed import user_vectors_from_json
 from twotower.export import Artifacts
-from twotower.features import FeaturePipeline
 from twotower.serve.schemas import Item, RecommendationResponse
 from twotower.serve.state import ServiceState, now_ms
 
@@ -26,21 +26,16 @@ def _reasons(tags: list[str], performers: list[str]) -> list[str]:
     return [f"tag:{t}" for t in tags] + [f"performer:{p}" for p in performers]
 
 
+async def user_features(conn: psycopg.AsyncConnection, user_id: str, max_history: int) -> dict | None:
+    """get_user_embedding_features JSON of one user; None for an unknown user."""
+    cur = await conn.execute(sql("user_features"), {"max_history": max_history, "user_ids": [user_id]})
+    return (await cur.fetchone())[1]
+
+
 async def user_vector(conn: psycopg.AsyncConnection, art: Artifacts, user_id: str) -> np.ndarray | None:
     """From the SQL feature function and the ONNX user tower; None for an unknown user."""
-    cur = await conn.execute("SELECT get_user_embedding_features(%s, now(), %s)",
-                             (user_id, art.pipeline.max_history))
-    j = (await cur.fetchone())[0]
-    if j is None:
-        return None
-    return online_vector(art, art.pipeline, j)
-
-
-def online_vector(art: Artifacts, pipe: FeaturePipeline, j: dict) -> np.ndarray:
-    from twotower.embed import user_history
-
-    feats = pipe.user_vector_from_json(j)[None, :]
-    return art.embed_users(feats, user_history(art, [j.get("liked_video_ids") or []]))[0]
+    j = await user_features(conn, user_id, art.pipeline.max_history)
+    return None if j is None else user_vectors_from_json(art, [j])[0]
 
 
 async def store_user_vector(conn: psycopg.AsyncConnection, version: str, user_id: str, vec: np.ndarray) -> None:
@@ -142,13 +137,12 @@ def fallback(state: ServiceState, user_id: str, limit: int, t0: float) -> Recomm
 async def refresh_user(state: ServiceState, conn, user_id: str) -> list[str]:
     """Recompute and store the user's vector for every active version; [] for an unknown user."""
     hist = max((a.pipeline.max_history for a in state.models.values()), default=200)
-    cur = await conn.execute("SELECT get_user_embedding_features(%s, now(), %s)", (user_id, hist))
-    j = (await cur.fetchone())[0]
+    j = await user_features(conn, user_id, hist)
     if j is None:
         return []
     done = []
     for version, _ in state.shares:
         art = state.models[version]
-        await store_user_vector(conn, version, user_id, online_vector(art, art.pipeline, j))
+        await store_user_vector(conn, version, user_id, user_vectors_from_json(art, [j])[0])
         done.append(version)
     return done
