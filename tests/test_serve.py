@@ -13,6 +13,7 @@ from twotower import embed, registry
 from twotower.config import EmbeddingConfig, Settings
 from twotower.export import load_artifacts
 from twotower.serve import create_app
+from twotower.serve.schemas import RecommendationResponse
 
 SECRET = "test-secret-please-change-it-now-32b+"
 SERVICE = "service-key-123"
@@ -69,6 +70,7 @@ def test_recommendations_exclude_decided_and_have_reasons(client, world):
     r = rec(client, u, 15)
     assert r.status_code == 200, r.text
     body = r.json()
+    RecommendationResponse.model_validate(body)  # the documented shape, though sent without re-validation
     assert body["source"] == "two_tower" and body["model_version"] == "v1" and len(body["items"]) == 15
     decided = {v for (v,) in world.execute("SELECT video_id FROM user_video_decisions WHERE user_id=%s", (u,))}
     assert not decided & {i["video_id"] for i in body["items"]}
@@ -85,6 +87,10 @@ def test_auth_matrix(client, world):
     assert rec(client, u, headers=token(u, secret="a-different-secret-of-the-same-length!")).status_code == 401
     assert rec(client, u, headers=token(u, exp_in=-10)).status_code == 401
     assert rec(client, u, headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
+    t = token(u, exp_in=2)  # verified once, then served from the cache until its own expiry
+    assert rec(client, u, headers=t).status_code == 200 and rec(client, u, headers=t).status_code == 200
+    time.sleep(2.1)
+    assert rec(client, u, headers=t).status_code == 401
     assert rec(client, other, headers=token(u)).status_code == 403
     assert rec(client, other, headers=SVC).status_code == 200
     assert rec(client, other, headers=token("anyone", role="service_role")).status_code == 200
@@ -111,6 +117,7 @@ def test_nearly_exhausted_user_still_gets_limit_items(client, world):
 def test_cold_start_user(client, world):
     world.execute("INSERT INTO profiles (user_id) VALUES ('newbie')")
     r = rec(client, "newbie", 10).json()
+    RecommendationResponse.model_validate(r)
     assert r["source"] == "cold_start" and len(r["items"]) == 10
     r2 = rec(client, "never-seen-anywhere", 5).json()
     assert r2["source"] == "cold_start" and len(r2["items"]) == 5
@@ -210,6 +217,7 @@ def test_database_down_falls_back_and_recovers(world, settings, admin_url, db_ur
         try:
             r = rec(c, u, 5)
             assert r.status_code == 200 and r.json()["source"] == "fallback" and len(r.json()["items"]) == 5
+            RecommendationResponse.model_validate(r.json())
             deadline = time.time() + 10
             while c.get("/readyz").status_code != 503 and time.time() < deadline:
                 time.sleep(0.2)

@@ -100,6 +100,13 @@ class BatchConfig:
 
 
 @dataclass
+class ServingConfig:
+    models_refresh_seconds: float = 30.0  # new active versions and traffic shares
+    popular_refresh_seconds: float = 60.0  # cold-start and fallback list
+    reasons_refresh_seconds: float = 300.0  # video -> tags/performers index behind the reasons
+
+
+@dataclass
 class Config:
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -107,13 +114,16 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """Stable hash: tells when a model was trained with other settings (gorse-style)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        """Stable hash: tells when a model was trained with other settings (gorse-style).
+        Service settings do not change a model, so they are left out."""
+        d = {k: v for k, v in self.to_dict().items() if k != "serving"}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
@@ -142,6 +152,9 @@ class Config:
                 raise InvalidInput(f"{name} must be >= 1, got {v}")
         if not 0 < self.evaluation.test_fraction < 1:
             raise InvalidInput("evaluation.test_fraction must be between 0 and 1")
+        for name, v in dataclasses.asdict(self.serving).items():
+            if v <= 0:
+                raise InvalidInput(f"serving.{name} must be > 0, got {v}")
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:

@@ -6,6 +6,7 @@ empty list; another user's id is 403."""
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 
 import jwt
@@ -33,6 +34,10 @@ class Authenticator:
             self.key, self.algorithms = s.jwt_public_key, ["RS256", "ES256"]
         else:
             self.key, self.algorithms = s.jwt_secret, ["HS256"]
+        # token -> (principal, exp): an app sends the same token on every swipe until it expires,
+        # and checking its signature again costs more than the rest of the auth. Only tokens that
+        # verified are kept, and only until their own expiry.
+        self._verified: dict[str, tuple[Principal, float]] = {}
         if self.enabled and not (self.key or self.service_key):
             raise ValueError("auth is enabled but neither TWOTOWER_JWT_SECRET, TWOTOWER_JWT_PUBLIC_KEY nor "
                              "TWOTOWER_SERVICE_KEY is set (or set TWOTOWER_AUTH_ENABLED=false for local use)")
@@ -48,6 +53,16 @@ class Authenticator:
             return Principal(None, True)
         if not self.key:
             raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] > time.time():
+            return hit[0]
+        principal, exp = self._verify(token)
+        if len(self._verified) >= 50_000:
+            self._verified.clear()
+        self._verified[token] = (principal, exp)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(token, self.key, algorithms=self.algorithms, audience=self.audience,
                                 options={"require": ["exp"], "verify_aud": self.audience is not None})
@@ -55,9 +70,10 @@ class Authenticator:
             raise HTTPException(401, "token expired", headers={"WWW-Authenticate": "Bearer"}) from None
         except jwt.PyJWTError as e:
             raise HTTPException(401, f"invalid token: {e}", headers={"WWW-Authenticate": "Bearer"}) from None
+        exp = float(claims["exp"])
         if claims.get("role") == "service_role":
-            return Principal(None, True)
+            return Principal(None, True), exp
         sub = claims.get("sub")
         if not sub:
             raise HTTPException(401, "token has no sub claim")
-        return Principal(str(sub), False)
+        return Principal(str(sub), False), exp

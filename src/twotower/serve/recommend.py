@@ -16,14 +16,9 @@ from psycopg_pool import PoolTimeout
 from twotower.db import sql
 from twotower.embed import user_vectors_from_json
 from twotower.export import Artifacts
-from twotower.serve.schemas import Item, RecommendationResponse
 from twotower.serve.state import ServiceState, now_ms
 
 DB_DOWN = (psycopg.OperationalError, PoolTimeout, OSError)
-
-
-def _reasons(tags: list[str], performers: list[str]) -> list[str]:
-    return [f"tag:{t}" for t in tags] + [f"performer:{p}" for p in performers]
 
 
 async def user_features(conn: psycopg.AsyncConnection, user_id: str, max_history: int) -> dict | None:
@@ -45,7 +40,8 @@ async def store_user_vector(conn: psycopg.AsyncConnection, version: str, user_id
                        (version, user_id, vec.astype(np.float32)))
 
 
-async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool) -> RecommendationResponse:
+async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool) -> dict:
+    """The response body as a plain dict: the route sends it as JSON without re-validating it."""
     t0 = time.perf_counter()
     if not state.db_ok:
         return fallback(state, user_id, limit, t0)
@@ -69,41 +65,55 @@ async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool
                         return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
                     q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
                     rows = await _search(conn, art, user_id, q, limit, exclude)
-            items = [Item(video_id=v, score=float(s), reasons=_reasons(t, p)) for v, s, t, p in rows]
+            liked = rows.pop()[2] or []  # the last row carries the user's recent likes
+            ids = [r[0] for r in rows]
+            reasons = state.reasons.explain(liked, ids)
+            items = [{"video_id": v, "score": s, "reasons": why}
+                     for (v, s, _), why in zip(rows, reasons, strict=True)]
             if len(items) < limit:  # the filter left the list short: fill with popular undecided
-                items += await _fill(state, conn, user_id, limit - len(items), {i.video_id for i in items}, exclude)
+                items += await _fill(state, conn, user_id, limit - len(items), set(ids), exclude, ["popular"])
     except DB_DOWN:
         state.db_ok = False
         return fallback(state, user_id, limit, t0)
-    state.record(user_id, version, "two_tower", [i.video_id for i in items])
-    return RecommendationResponse(user_id=user_id, model_version=version, source="two_tower",
-                                  items=items, took_ms=now_ms(t0))
+    state.record(user_id, version, "two_tower", [i["video_id"] for i in items])
+    return _body(user_id, version, "two_tower", items, t0)
 
 
-@functools.cache
-def _statement(dim: int, stored: bool) -> psql.Composed:
-    d = psql.Literal(dim)
+def _body(user_id: str, version: str | None, source: str, items: list[dict], t0: float) -> dict:
+    return {"user_id": user_id, "model_version": version, "source": source, "items": items, "took_ms": now_ms(t0)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _statement(version: str, dim: int, k: int, exclude: bool, stored: bool, exact: bool) -> psql.Composed:
+    """The search statement with its structural values as literals (quoted by psycopg): one
+    prepared generic plan per (version, k, variant) and connection."""
+    d, ver = psql.Literal(dim), psql.Literal(version)
     if stored:
-        prelude = psql.SQL(sql("serve_stored_prelude")).format(dim=d)
+        prelude = psql.SQL(sql("serve_stored_prelude")).format(dim=d, version=ver)
         q, guard = psql.SQL("(SELECT q FROM u)"), psql.SQL("EXISTS (SELECT 1 FROM u)")
     else:
         prelude, q, guard = psql.SQL(""), psql.SQL("%(q)s::vector({})").format(d), psql.SQL("true")
-    return psql.SQL(sql("serve_recommend")).format(prelude=prelude, q=q, guard=guard, dim=d)
+    order = psql.SQL("e.embedding::vector({}) <#> {}").format(d, q)
+    if exact:
+        order = psql.SQL("({}) + 0").format(order)
+    skip = psql.SQL("\n      AND NOT EXISTS (SELECT 1 FROM user_video_decisions d "
+                    "WHERE d.user_id = %(user_id)s AND d.video_id = e.video_id)") if exclude else psql.SQL("")
+    return psql.SQL(sql("serve_recommend")).format(prelude=prelude, q=q, guard=guard, dim=d, version=ver,
+                                                   k=psql.Literal(k), exclude=skip, order=order)
 
 
 async def _search(conn, art: Artifacts, user_id: str, q: np.ndarray | None, limit: int,
                   exclude: bool) -> list[tuple]:
-    """q None: use the stored vector if it is fresh (no rows otherwise)."""
-    stmt = _statement(art.dim, q is None)
-    params = {"version": art.version, "user_id": user_id, "k": limit, "exclude": exclude}
+    """Candidates then the likes row; q None: the stored vector if it is fresh (no rows otherwise)."""
+    params: dict = {"user_id": user_id}
     if q is not None:
         params["q"] = q.astype(np.float32)
+    stmt = _statement(art.version, art.dim, limit, exclude, q is None, False)
     rows = await (await conn.execute(stmt, params)).fetchall()
-    if rows and len(rows) < limit and exclude:
+    if rows and len(rows) - 1 < limit and exclude:
         # Still short after the bounded iterative scan: exact search over the undecided videos.
-        async with conn.transaction():
-            await conn.execute("SET LOCAL enable_indexscan = off")
-            rows = await (await conn.execute(stmt, params)).fetchall()
+        stmt = _statement(art.version, art.dim, limit, exclude, q is None, True)
+        rows = await (await conn.execute(stmt, params)).fetchall()
     return rows
 
 
@@ -112,26 +122,23 @@ async def _decided(conn, user_id: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-async def _fill(state: ServiceState, conn, user_id: str, n: int, taken: set[str], exclude: bool) -> list[Item]:
+async def _fill(state: ServiceState, conn, user_id: str, n: int, taken: set[str], exclude: bool,
+                reasons: list[str]) -> list[dict]:
     skip = taken | (await _decided(conn, user_id) if exclude else set())
-    return [Item(video_id=v, score=s, reasons=["popular"]) for v, s in state.popular if v not in skip][:n]
+    return [{"video_id": v, "score": s, "reasons": reasons} for v, s in state.popular if v not in skip][:n]
 
 
 async def _popular(state: ServiceState, conn, user_id: str, limit: int, exclude: bool, source: str,
-                   version: str | None, t0: float) -> RecommendationResponse:
-    items = await _fill(state, conn, user_id, limit, set(), exclude)
-    for i in items:
-        i.reasons = ["popular and recent"]
-    state.record(user_id, version, source, [i.video_id for i in items])
-    return RecommendationResponse(user_id=user_id, model_version=None, source=source, items=items,
-                                  took_ms=now_ms(t0))
+                   version: str | None, t0: float) -> dict:
+    items = await _fill(state, conn, user_id, limit, set(), exclude, ["popular and recent"])
+    state.record(user_id, version, source, [i["video_id"] for i in items])
+    return _body(user_id, None, source, items, t0)
 
 
-def fallback(state: ServiceState, user_id: str, limit: int, t0: float) -> RecommendationResponse:
+def fallback(state: ServiceState, user_id: str, limit: int, t0: float) -> dict:
     """Database unreachable: the in-memory popularity list, never a 500."""
-    items = [Item(video_id=v, score=s, reasons=["popular (service degraded)"]) for v, s in state.popular[:limit]]
-    return RecommendationResponse(user_id=user_id, model_version=None, source="fallback", items=items,
-                                  took_ms=now_ms(t0))
+    items = [{"video_id": v, "score": s, "reasons": ["popular (service degraded)"]} for v, s in state.popular[:limit]]
+    return _body(user_id, None, "fallback", items, t0)
 
 
 async def refresh_user(state: ServiceState, conn, user_id: str) -> list[str]:

@@ -19,10 +19,9 @@ from psycopg_pool import AsyncConnectionPool
 from twotower import db
 from twotower.config import Config, Settings
 from twotower.export import Artifacts, load_artifacts
+from twotower.serve.reasons import ReasonIndex
 
 log = logging.getLogger("twotower.serve")
-
-
 
 
 @dataclass
@@ -30,18 +29,18 @@ class ServiceState:
     settings: Settings
     cfg: Config
     pool: AsyncConnectionPool | None = None
+    url: str = ""
     models: dict[str, Artifacts] = field(default_factory=dict)
     shares: list[tuple[str, float]] = field(default_factory=list)  # active versions, sorted
     popular: list[tuple[str, float]] = field(default_factory=list)
+    reasons: ReasonIndex = field(default_factory=ReasonIndex.empty)
     db_ok: bool = False
     log_queue: asyncio.Queue | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
-    refresh_seconds: float = 30.0
-    popular_seconds: float = 60.0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        url = db.database_url(self.settings)
+        url = self.url = db.database_url(self.settings)
         e = self.cfg.embedding
         last_used: dict[int, float] = {}
 
@@ -49,9 +48,12 @@ class ServiceState:
             # Same search settings on every pooled connection (DESIGN §10 allows the pool's
             # configure): nothing per request, and nothing leaks between users.
             await register_vector_async(conn)
+            # Generic plans: the search statement carries version, dimension and k as literals,
+            # so its one cached plan is the right one and no request pays for planning.
             await conn.execute("SELECT set_config('hnsw.ef_search', %s, false), "
                                "set_config('hnsw.iterative_scan', 'relaxed_order', false), "
-                               "set_config('hnsw.max_scan_tuples', %s, false)",
+                               "set_config('hnsw.max_scan_tuples', %s, false), "
+                               "set_config('plan_cache_mode', 'force_generic_plan', false)",
                                (str(e.ef_search), str(e.max_scan_tuples)))
             await conn.commit()
             # Autocommit: a request pays no BEGIN/COMMIT round trips; the few statements that
@@ -74,10 +76,13 @@ class ServiceState:
         self.db_ok = True
         await self.refresh_models()
         await self.refresh_popular()
+        await self.refresh_reasons()
         await self.warm_up()
         self.log_queue = asyncio.Queue(maxsize=100_000)
-        self.tasks = [asyncio.create_task(self._loop(self.refresh_models, self.refresh_seconds)),
-                      asyncio.create_task(self._loop(self.refresh_popular, self.popular_seconds)),
+        sv = self.cfg.serving
+        self.tasks = [asyncio.create_task(self._loop(self.refresh_models, sv.models_refresh_seconds)),
+                      asyncio.create_task(self._loop(self.refresh_popular, sv.popular_refresh_seconds)),
+                      asyncio.create_task(self._loop(self.refresh_reasons, sv.reasons_refresh_seconds)),
                       asyncio.create_task(self._loop(self.check_db, 1.0)),
                       asyncio.create_task(self._flush_logs())]
 
@@ -137,6 +142,17 @@ class ServiceState:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(db.sql("serve_popular"), {"n": n})).fetchall()
         self.popular = [(v, float(s)) for v, s in rows]
+
+    # ------------------------------------------------------------------ reasons
+    async def refresh_reasons(self) -> None:
+        """Reload the video -> tags/performers index off the event loop, then swap it in."""
+        def load() -> ReasonIndex:
+            with db.connection(url=self.url) as conn:
+                return ReasonIndex.load(conn)
+
+        t0 = time.perf_counter()
+        self.reasons = await asyncio.to_thread(load)
+        log.info("reasons index: %d videos in %.1f s", self.reasons.videos, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ database health
     async def check_db(self) -> None:

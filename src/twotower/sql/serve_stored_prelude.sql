@@ -1,7 +1,7 @@
 u AS MATERIALIZED (
     SELECT e.embedding::vector({dim}) AS q
     FROM user_embeddings e
-    WHERE e.model_version = %(version)s AND e.user_id = %(user_id)s
+    WHERE e.model_version = {version} AND e.user_id = %(user_id)s
       AND e.last_updated >= coalesce((SELECT max(d.created_at) FROM user_video_decisions d
                                       WHERE d.user_id = %(user_id)s), '-infinity')
 ),

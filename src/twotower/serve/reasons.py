@@ -1,0 +1,95 @@
+"""Reasons for a recommendation: the tags and performers a video shares with the user's recent
+likes. Every video's labels are held in memory as one row of int codes, and the service
+refreshes them in the background. The same joins in SQL cost more database time per request than
+the HNSW search itself (docs/benchmarks.md, "Serving"). Per request, a few numpy operations on
+(likes x labels) and (candidates x labels) arrays replace them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import psycopg
+
+from twotower.data.load import read_query
+
+log = logging.getLogger("twotower.serve")
+MAX_LABELS = 64  # per video; beyond this (rare) a video's reasons come from its first 64 labels
+
+
+@dataclass(frozen=True)
+class ReasonIndex:
+    rows: dict[str, int]  # video_id -> row of `codes`
+    codes: np.ndarray  # (videos + 1, width) int32, ascending; the last row and the padding are `pad`
+    labels: list[str]  # code -> "tag:<name>" | "performer:<name>"; tags first, each kind by name
+    n_tags: int
+
+    @property
+    def pad(self) -> int:
+        return len(self.labels)
+
+    @property
+    def videos(self) -> int:
+        return len(self.rows)
+
+    @classmethod
+    def load(cls, conn: psycopg.Connection) -> ReasonIndex:
+        schema = {"video_id": pl.Utf8, "name": pl.Utf8}
+        tags = read_query(conn, "SELECT video_id, tag_name AS name FROM video_tags", schema)
+        perf = read_query(conn, "SELECT video_id, performer_name AS name FROM video_performers", schema)
+        return cls.build(tags, perf)
+
+    @classmethod
+    def build(cls, tags: pl.DataFrame, performers: pl.DataFrame) -> ReasonIndex:
+        """From (video_id, name) frames of tags and performers."""
+        tag_names = tags["name"].unique().sort().to_list()
+        perf_names = performers["name"].unique().sort().to_list()
+        labels = [f"tag:{n}" for n in tag_names] + [f"performer:{n}" for n in perf_names]
+        both = pl.concat([
+            tags.join(pl.DataFrame({"name": tag_names, "code": range(len(tag_names))}), on="name"),
+            performers.join(pl.DataFrame({"name": perf_names, "code": range(len(tag_names), len(labels))}),
+                            on="name"),
+        ]).unique(["video_id", "code"]).sort(["video_id", "code"])
+        ids = both["video_id"].unique(maintain_order=True).to_list()
+        rows = dict(zip(ids, range(len(ids)), strict=True))
+        both = both.with_columns(pl.col("code").cum_count().over("video_id").alias("slot") - 1)
+        width = int(both["slot"].max() + 1) if both.height else 1
+        if width > MAX_LABELS:
+            log.warning("some videos have %d tags+performers; reasons use their first %d", width, MAX_LABELS)
+            both, width = both.filter(pl.col("slot") < MAX_LABELS), MAX_LABELS
+        codes = np.full((len(ids) + 1, width), len(labels), np.int32)
+        row = both["video_id"].replace_strict(rows, return_dtype=pl.Int64).to_numpy()
+        codes[row, both["slot"].to_numpy()] = both["code"].to_numpy()
+        return cls(rows, codes, labels, len(tag_names))
+
+    @classmethod
+    def empty(cls) -> ReasonIndex:
+        return cls({}, np.zeros((1, 1), np.int32), [], 0)
+
+    def _rows(self, video_ids: list[str]) -> np.ndarray:
+        """Rows of the videos; an unknown video gets the all-padding last row."""
+        get, none = self.rows.get, len(self.rows)
+        return np.fromiter((get(v, none) for v in video_ids), np.int64, len(video_ids))
+
+    def explain(self, liked: list[str], candidates: list[str], max_tags: int = 3,
+                max_performers: int = 2) -> list[list[str]]:
+        """For each candidate, up to max_tags shared tags then up to max_performers shared
+        performers, each in name order."""
+        out: list[list[str]] = [[] for _ in candidates]
+        if not liked or not candidates or not self.rows:
+            return out
+        shared = np.zeros(self.pad + 1, bool)
+        shared[self.codes[self._rows(liked)]] = True
+        shared[self.pad] = False
+        cand = self.codes[self._rows(candidates)]
+        hit = shared[cand]
+        is_tag = cand < self.n_tags
+        t, p = hit & is_tag, hit & ~is_tag
+        keep = (t & (np.cumsum(t, axis=1) <= max_tags)) | (p & (np.cumsum(p, axis=1) <= max_performers))
+        labels = self.labels
+        # Row-major order: each candidate's labels stay in code (tags, then name) order.
+        for i, c in zip(np.nonzero(keep)[0].tolist(), cand[keep].tolist(), strict=True):
+            out[i].append(labels[c])
+        return out
