@@ -3,8 +3,8 @@
     python bench/serve.py --videos 50000      # 10k users; needs `wrk` (Debian package) for saturation
     python bench/serve.py --videos 1000000    # reuses the world of bench/embed_bench.py --videos 1000000
 
-1. the bare pgvector query (top-20, decided videos filtered) for the same users, from psycopg;
-2. sequential requests (p50/p95/p99);
+1+2. sequential requests (p50/p95/p99), interleaved user by user with the bare pgvector query
+   (top-20, decided videos filtered) for the same users, from psycopg;
 3. a fixed rate (default 200 req/s) from a separate process, latency measured from the scheduled
    send time (no coordinated omission);
 4. saturation with wrk (16 connections).
@@ -49,25 +49,81 @@ def token(u: str) -> str:
     return jwt.encode({"sub": u, "exp": int(time.time()) + 7200}, SECRET, algorithm="HS256")
 
 
-def bare_query(settings, users: list[str], ef: int) -> list[float]:
-    """The top-20 query alone: stored user vector as a parameter, decided videos filtered."""
-    from psycopg import sql as psql
+class Bare:
+    """The top-20 pgvector query alone, from psycopg, for one user: the stored user vector as a
+    parameter, decided videos filtered. Two forms: `plain` (version and k as parameters, so
+    PostgreSQL plans it on every call) and `prepared` (version and k as literals, a prepared
+    generic plan: the fastest way to run it, and what the service does)."""
 
-    from twotower.db import sql
+    def __init__(self, settings, ef: int) -> None:
+        from psycopg import sql as psql
 
-    out = []
-    with db.connection(settings) as conn:
-        conn.execute(psql.SQL("SET hnsw.ef_search = {}").format(psql.Literal(ef)))
-        conn.execute("SET hnsw.iterative_scan = relaxed_order")
-        vecs = dict(conn.execute("SELECT user_id, embedding FROM user_embeddings WHERE model_version='bench' "
-                                 "AND user_id = ANY(%s)", (users,)).fetchall())
-        dim = len(next(iter(vecs.values())).to_numpy())
-        stmt = psql.SQL(sql("hnsw_search")).format(dim=psql.Literal(dim))
-        for u in users:
-            q = vecs[u].to_numpy()
-            t0 = time.perf_counter()
-            conn.execute(stmt, {"q": q, "version": "bench", "user_id": u, "k": 20}).fetchall()
-            out.append((time.perf_counter() - t0) * 1000)
+        from twotower.db import sql
+
+        self.conns = {form: db.connect(settings) for form in ("plain", "prepared")}
+        for conn in self.conns.values():
+            conn.execute(psql.SQL("SET hnsw.ef_search = {}").format(psql.Literal(ef)))
+            conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        self.conns["prepared"].execute("SET plan_cache_mode = force_generic_plan")
+        self.vecs = dict(self.conns["plain"].execute(
+            "SELECT user_id, embedding FROM user_embeddings WHERE model_version='bench'").fetchall())
+        dim = len(next(iter(self.vecs.values())).to_numpy())
+        text = sql("hnsw_search")
+        self.plain = psql.SQL(text).format(dim=psql.Literal(dim))
+        self.prepared = psql.SQL(text.replace("%(version)s", "'bench'").replace("%(k)s", "20")).format(
+            dim=psql.Literal(dim))
+
+    def __call__(self, user: str, form: str) -> float:
+        q, conn = self.vecs[user].to_numpy(), self.conns[form]
+        t0 = time.perf_counter()
+        if form == "plain":  # planned on every call, as a client runs it by default
+            conn.execute(self.plain, {"q": q, "version": "bench", "user_id": user, "k": 20}).fetchall()
+        else:
+            conn.execute(self.prepared, {"q": q, "user_id": user}, prepare=True).fetchall()
+        return (time.perf_counter() - t0) * 1000
+
+
+class Client:
+    """A minimal keep-alive HTTP/1.1 client on a blocking socket: an HTTP library (httpx) costs
+    about 2 ms of client CPU per request on this machine, more than psycopg costs the bare query."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.split("//")[1].split(":")
+        self.host = host
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+
+    def recommend(self, user: str, auth: str, limit: int = 20) -> tuple[int, bytes]:
+        body = json.dumps({"user_id": user, "limit": limit}).encode()
+        self.sock.sendall((f"POST /v1/recommendations HTTP/1.1\r\nHost: {self.host}\r\n"
+                           f"Content-Type: application/json\r\nAuthorization: {auth}\r\n"
+                           f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        status = int(self.file.readline().split()[1])
+        length = 0
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        return status, self.file.read(length)
+
+
+def sequential(url: str, bare: Bare, users: list[str]) -> dict[str, list[float]]:
+    """One request at a time, the bare query and the API interleaved user by user, so that both
+    see the same moment of this shared machine. Each user's token was seen once before (warm-up):
+    an app sends the same token on every swipe until it expires."""
+    auths = {u: f"Bearer {token(u)}" for u in users}
+    c = Client(url)
+    for u in users:  # warm-up: every user once (token verified, caches and buffers warm)
+        c.recommend(u, auths[u])
+        bare(u, "plain"), bare(u, "prepared")
+    out: dict[str, list[float]] = {"plain": [], "prepared": [], "api": []}
+    for u in users:
+        out["plain"].append(bare(u, "plain"))
+        out["prepared"].append(bare(u, "prepared"))
+        t0 = time.perf_counter()
+        status, body = c.recommend(u, auths[u])
+        out["api"].append((time.perf_counter() - t0) * 1000)
+        assert status == 200 and len(json.loads(body)["items"]) == 20, body[:300]
     return out
 
 
@@ -155,6 +211,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--sequential-only", action="store_true",
+                    help="only the interleaved sequential/bare comparison (a quick check while tuning); writes nothing")
     a = ap.parse_args()
     users_n, decisions = (10_000, 1_000_000) if a.videos <= 100_000 else (100_000, 10_000_000)
     s, _ = build_world(f"embed-{a.videos}", users_n, a.videos, decisions, keep=True)
@@ -163,7 +221,7 @@ def main() -> None:
         all_users = [r[0] for r in conn.execute("SELECT user_id FROM user_embeddings WHERE model_version='bench'")]
     rng = np.random.default_rng(0)
     users = [all_users[i] for i in rng.choice(len(all_users), size=1000, replace=False)]
-    bare = bare_query(s, users, cfg.embedding.ef_search)
+    bare = Bare(s, cfg.embedding.ef_search)
 
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
@@ -183,16 +241,11 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        seq = []
-        with httpx.Client(base_url=url) as c:
-            for u in users[:100]:  # warm-up
-                c.post("/v1/recommendations", json={"user_id": u, "limit": 20}, headers={"Authorization": f"Bearer {token(u)}"})
-            for u in users:
-                t0 = time.perf_counter()
-                r = c.post("/v1/recommendations", json={"user_id": u, "limit": 20},
-                           headers={"Authorization": f"Bearer {token(u)}"})
-                seq.append((time.perf_counter() - t0) * 1000)
-                assert r.status_code == 200 and len(r.json()["items"]) == 20, r.text
+        seq = sequential(url, bare, users)
+        if a.sequential_only:
+            api, prep, plain = (float(np.percentile(seq[k], 50)) for k in ("api", "prepared", "plain"))
+            print(f"API p50 {api:.2f} ms, bare p50 {prep:.2f} ms (plain {plain:.2f}): ratio {api / prep:.2f}")
+            return
         q: mp.Queue = mp.Queue()
         p = mp.Process(target=fixed_rate, args=(url, users, a.rate, a.seconds, q))
         p.start()
@@ -204,9 +257,12 @@ def main() -> None:
         srv.wait(10)
     res = {
         "videos": a.videos, "users": users_n, "workers": a.workers,
-        "bare_query_p50_ms": pct(bare, 50), "bare_query_p99_ms": pct(bare, 99),
-        "sequential_p50_ms": pct(seq, 50), "sequential_p95_ms": pct(seq, 95), "sequential_p99_ms": pct(seq, 99),
-        "api_over_bare_p50": round(float(np.percentile(seq, 50) / np.percentile(bare, 50)), 2),
+        "bare_query_p50_ms": pct(seq["prepared"], 50), "bare_query_p99_ms": pct(seq["prepared"], 99),
+        "bare_query_plain_p50_ms": pct(seq["plain"], 50), "bare_query_plain_p99_ms": pct(seq["plain"], 99),
+        "sequential_p50_ms": pct(seq["api"], 50), "sequential_p95_ms": pct(seq["api"], 95),
+        "sequential_p99_ms": pct(seq["api"], 99),
+        "api_over_bare_p50": round(float(np.percentile(seq["api"], 50) / np.percentile(seq["prepared"], 50)), 2),
+        "api_over_plain_bare_p50": round(float(np.percentile(seq["api"], 50) / np.percentile(seq["plain"], 50)), 2),
         f"rate{int(a.rate)}_p50_ms": pct(fr["latencies"], 50), f"rate{int(a.rate)}_p95_ms": pct(fr["latencies"], 95),
         f"rate{int(a.rate)}_p99_ms": pct(fr["latencies"], 99), f"rate{int(a.rate)}_errors": fr["errors"],
         f"rate{int(a.rate)}_achieved_rps": round(fr["achieved_rps"], 1),

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from psycopg import sql
 
-from tests.test_serve import setup_model, warm_user
 from tests.helpers import load_world
+from tests.test_serve import setup_model, warm_user
 from twotower.serve.reasons import ReasonIndex
 from twotower.serve.recommend import _statement
 
@@ -56,7 +56,7 @@ def test_search_statement_prepares_a_generic_plan_on_the_right_path(conn, settin
     load_world(conn)
     art = setup_model(conn, settings, tmp_path)
     u = warm_user(conn)
-    text = _statement(art.version, art.dim, 20, True, True, exact).as_string(conn).replace("%(user_id)s", "$1")
+    text = _statement(art.version, art.dim, 20, True, True, exact).decode().replace("%(user_id)s", "$1")
     conn.execute("SET plan_cache_mode = force_generic_plan")
     conn.execute("SET hnsw.iterative_scan = relaxed_order")  # as the service's pool sets it
     conn.execute("SET enable_seqscan = off")  # 400 videos: as at scale, where a full scan costs more

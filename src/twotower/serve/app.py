@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from twotower.config import Config, Settings, load_config
 from twotower.serve import routes
 from twotower.serve.auth import Authenticator
+from twotower.serve.hotpath import RecommendationsHotPath, validation_problem
 from twotower.serve.state import ServiceState
 
 access_log = logging.getLogger("twotower.access")
@@ -83,7 +84,9 @@ class Observe:
                                             "ms": round(dt * 1000, 2), "source": source or None}))
 
 
-def create_app(settings: Settings | None = None, cfg: Config | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_path: bool = True) -> FastAPI:
+    """hot_path=False sends POST /v1/recommendations through FastAPI's route like the others
+    (the parity test compares the two)."""
     settings = settings or Settings()
     cfg = cfg or load_config()
     # Pin math libraries to one thread per worker (DESIGN §10).
@@ -105,18 +108,13 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None) -> F
     for r in (routes.recommendations, routes.users, routes.decisions, routes.health):
         app.include_router(r)
 
-    app.add_middleware(Observe, metrics=metrics)
+    if hot_path:
+        app.add_middleware(RecommendationsHotPath)
+    app.add_middleware(Observe, metrics=metrics)  # added last: outermost, so it sees both paths
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        errs = exc.errors()
-        first = errs[0] if errs else {}
-        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        detail = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
-        if tuple(first.get("loc", ())) == ("body",):
-            detail = "the request body must be a JSON object (send Content-Type: application/json)"
-        return JSONResponse({"detail": detail, "errors": [{"loc": e.get("loc"), "msg": e.get("msg")} for e in errs]},
-                            status_code=422)
+        return JSONResponse(validation_problem(list(exc.errors())), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

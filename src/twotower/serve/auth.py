@@ -43,9 +43,12 @@ class Authenticator:
                              "TWOTOWER_SERVICE_KEY is set (or set TWOTOWER_AUTH_ENABLED=false for local use)")
 
     def __call__(self, request: Request) -> Principal:
+        return self.principal(request.headers.get("authorization", ""))
+
+    def principal(self, header: str) -> Principal:
+        """Who sends a request with this Authorization header; HTTPException 401 if nobody."""
         if not self.enabled:
             return Principal(None, True)
-        header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import polars as pl
@@ -22,13 +23,9 @@ MAX_LABELS = 64  # per video; beyond this (rare) a video's reasons come from its
 @dataclass(frozen=True)
 class ReasonIndex:
     rows: dict[str, int]  # video_id -> row of `codes`
-    codes: np.ndarray  # (videos + 1, width) int32, ascending; the last row and the padding are `pad`
+    codes: np.ndarray  # (videos + 1, width) int32, ascending, padded with len(labels); last row: all padding
     labels: list[str]  # code -> "tag:<name>" | "performer:<name>"; tags first, each kind by name
     n_tags: int
-
-    @property
-    def pad(self) -> int:
-        return len(self.labels)
 
     @property
     def videos(self) -> int:
@@ -59,7 +56,7 @@ class ReasonIndex:
         if width > MAX_LABELS:
             log.warning("some videos have %d tags+performers; reasons use their first %d", width, MAX_LABELS)
             both, width = both.filter(pl.col("slot") < MAX_LABELS), MAX_LABELS
-        codes = np.full((len(ids) + 1, width), len(labels), np.int32)
+        codes = np.full((len(ids) + 1, width), len(labels), np.int32)  # padding code = len(labels)
         row = both["video_id"].replace_strict(rows, return_dtype=pl.Int64).to_numpy()
         codes[row, both["slot"].to_numpy()] = both["code"].to_numpy()
         return cls(rows, codes, labels, len(tag_names))
@@ -68,28 +65,27 @@ class ReasonIndex:
     def empty(cls) -> ReasonIndex:
         return cls({}, np.zeros((1, 1), np.int32), [], 0)
 
-    def _rows(self, video_ids: list[str]) -> np.ndarray:
-        """Rows of the videos; an unknown video gets the all-padding last row."""
-        get, none = self.rows.get, len(self.rows)
-        return np.fromiter((get(v, none) for v in video_ids), np.int64, len(video_ids))
-
     def explain(self, liked: list[str], candidates: list[str], max_tags: int = 3,
                 max_performers: int = 2) -> list[list[str]]:
         """For each candidate, up to max_tags shared tags then up to max_performers shared
-        performers, each in name order."""
+        performers, each in name order. (Few, whole-array numpy steps: this runs per request.)"""
         out: list[list[str]] = [[] for _ in candidates]
         if not liked or not candidates or not self.rows:
             return out
-        shared = np.zeros(self.pad + 1, bool)
-        shared[self.codes[self._rows(liked)]] = True
-        shared[self.pad] = False
-        cand = self.codes[self._rows(candidates)]
+        ids = liked + candidates  # an unknown video gets the all-padding last row
+        rows = np.fromiter(map(self.rows.get, ids, repeat(len(self.rows), len(ids))), np.intp, len(ids))
+        codes = self.codes[rows]
+        shared = np.zeros(len(self.labels) + 1, bool)
+        shared[codes[:len(liked)]] = True
+        shared[-1] = False  # padding
+        cand = codes[len(liked):]
         hit = shared[cand]
-        is_tag = cand < self.n_tags
-        t, p = hit & is_tag, hit & ~is_tag
-        keep = (t & (np.cumsum(t, axis=1) <= max_tags)) | (p & (np.cumsum(p, axis=1) <= max_performers))
+        tags = hit & (cand < self.n_tags)
+        keep = tags & (tags.cumsum(1) <= max_tags)
+        performers = hit ^ tags
+        keep |= performers & (performers.cumsum(1) <= max_performers)
+        i, j = keep.nonzero()  # row-major: each candidate's labels stay in code (name) order
         labels = self.labels
-        # Row-major order: each candidate's labels stay in code (tags, then name) order.
-        for i, c in zip(np.nonzero(keep)[0].tolist(), cand[keep].tolist(), strict=True):
-            out[i].append(labels[c])
+        for row, code in zip(i.tolist(), cand[i, j].tolist(), strict=True):
+            out[row].append(labels[code])
         return out

@@ -84,9 +84,10 @@ def _body(user_id: str, version: str | None, source: str, items: list[dict], t0:
 
 
 @functools.lru_cache(maxsize=4096)
-def _statement(version: str, dim: int, k: int, exclude: bool, stored: bool, exact: bool) -> psql.Composed:
+def _statement(version: str, dim: int, k: int, exclude: bool, stored: bool, exact: bool) -> bytes:
     """The search statement with its structural values as literals (quoted by psycopg): one
-    prepared generic plan per (version, k, variant) and connection."""
+    prepared generic plan per (version, k, variant) and connection. Rendered once to bytes:
+    composing it again on every request cost a tenth of a millisecond."""
     d, ver = psql.Literal(dim), psql.Literal(version)
     if stored:
         prelude = psql.SQL(sql("serve_stored_prelude")).format(dim=d, version=ver)
@@ -99,7 +100,7 @@ def _statement(version: str, dim: int, k: int, exclude: bool, stored: bool, exac
     skip = psql.SQL("\n      AND NOT EXISTS (SELECT 1 FROM user_video_decisions d "
                     "WHERE d.user_id = %(user_id)s AND d.video_id = e.video_id)") if exclude else psql.SQL("")
     return psql.SQL(sql("serve_recommend")).format(prelude=prelude, q=q, guard=guard, dim=d, version=ver,
-                                                   k=psql.Literal(k), exclude=skip, order=order)
+                                                   k=psql.Literal(k), exclude=skip, order=order).as_bytes(None)
 
 
 async def _search(conn, art: Artifacts, user_id: str, q: np.ndarray | None, limit: int,

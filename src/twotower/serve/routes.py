@@ -6,6 +6,7 @@ import json
 import time
 from typing import Annotated
 
+import orjson
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from prometheus_client import generate_latest
@@ -49,12 +50,13 @@ health = APIRouter(tags=["health"])
 async def post_recommendations(body: RecommendationRequest, state: StateDep, who: PrincipalDep,
                                request: Request) -> Response:
     """Top-`limit` videos for a user, excluding what they already decided."""
+    # Requests normally go to serve/hotpath.py, which does the same without FastAPI's layers.
     who.require(body.user_id)
     r = await recommend(state, body.user_id, body.limit, body.exclude_decided)
     request.state.source = r["source"]
     # Built by our own code in the documented shape (RecommendationResponse; a test validates it):
     # sent as is, without a second validation pass, which cost more than the search.
-    return Response(json.dumps(r, separators=(",", ":")), media_type="application/json")
+    return Response(orjson.dumps(r), media_type="application/json")
 
 
 @users.post("/{user_id}/embedding", response_model=EmbeddingResponse, responses={**ERRORS, 404: {"model": Problem},
