@@ -31,8 +31,8 @@ def validation_problem(errors: list[dict]) -> dict:
 
 
 def _is_json(content_type: bytes | None) -> bool:
-    if content_type is None:  # FastAPI reads a body without a Content-Type as JSON too
-        return True
+    if content_type is None:  # as FastAPI: no Content-Type, no JSON
+        return False
     mime = content_type.split(b";")[0].strip().lower()
     return mime == b"application/json" or (mime.startswith(b"application/") and mime.endswith(b"+json"))
 
