@@ -27,6 +27,8 @@ def build_world(name: str, users: int, videos: int, decisions: int, keep: bool =
     marker = home / "world.done"
     s = Settings(TWOTOWER_HOME=home, DATABASE_URL=None)
     if keep and marker.exists():
+        with db.connection(s) as conn:
+            db.migrate(conn)  # a world built by an older commit gets the current schema
         return s, {"reused": True}
     shutil.rmtree(home, ignore_errors=True)
     t = {}

@@ -263,3 +263,32 @@ def test_online_metrics_join_served_lists_with_later_decisions(client, world):
     m = {r.version: r for r in online_metrics(world)}["v1"]
     assert (m.lists, m.shown, m.answered, m.liked) == (1, 5, 2, 1)
     assert m.ctr == 0.4 and m.like_rate == 0.5
+
+
+def test_stale_or_missing_stored_vector_is_computed_on_the_fly(client, world):
+    """Decisions written straight to the database (the app's own client, not our API): the stored
+    vector is older than the last decision, so the service computes the vector itself."""
+    u = warm_user(world)
+    first = rec(client, u, 10).json()["items"][0]["video_id"]
+    world.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type, created_at) "
+                  "VALUES (%s, %s, 'like', now() + interval '1 second') "
+                  "ON CONFLICT (user_id, video_id) DO UPDATE SET decision_type = 'like', created_at = excluded.created_at",
+                  (u, first))
+    r = rec(client, u, 10).json()
+    assert r["source"] == "two_tower" and len(r["items"]) == 10 and first not in {i["video_id"] for i in r["items"]}
+    world.execute("INSERT INTO profiles (user_id) VALUES ('direct') ON CONFLICT DO NOTHING")
+    world.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type) VALUES ('direct', %s, 'like')",
+                  (first,))
+    r = rec(client, "direct", 5, headers=SVC).json()
+    assert r["source"] == "two_tower" and len(r["items"]) == 5 and first not in {i["video_id"] for i in r["items"]}
+
+
+def test_logged_video_ids_survive_copy(conn):
+    from twotower.serve.state import text_array
+
+    tricky = ['plain', 'with "quotes"', 'back\\slash', 'comma,brace{}', ' spaced ', 'NULL', 'tab\tnew\nline', 'ünï']
+    conn.execute("CREATE TEMP TABLE t (a text[])")
+    with conn.cursor() as cur, cur.copy("COPY t (a) FROM STDIN") as cp:
+        cp.write_row((text_array(tricky),))
+        cp.write_row((text_array([]),))
+    assert [r[0] for r in conn.execute("SELECT a FROM t")] == [tricky, []]

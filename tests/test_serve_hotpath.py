@@ -66,3 +66,10 @@ def test_hot_path_is_measured(clients, world):  # noqa: F811
     text = hot.get("/metrics").text
     assert 'twotower_request_seconds_count{endpoint="/v1/recommendations",source="two_tower"} 1.0' in text
     assert 'twotower_errors_total{endpoint="/v1/recommendations",status="401"} 1.0' in text
+
+
+def test_oversized_bodies_are_refused(clients):
+    for c in clients:
+        big = {"user_id": "u", "padding": "x" * 100_000}
+        assert c.post("/v1/recommendations", json=big, headers=SVC).status_code == 413
+        assert c.post("/v1/decisions", json=big, headers=SVC).status_code == 413

@@ -250,6 +250,9 @@ class Settings(BaseSettings):
     jwt_audience: str | None = Field(default=None, alias="TWOTOWER_JWT_AUDIENCE")
     service_key: str | None = Field(default=None, alias="TWOTOWER_SERVICE_KEY")
     ab_salt: str = Field(default="twotower-ab", alias="TWOTOWER_AB_SALT")
+    # FastAPI's native OpenTelemetry hooks cost each request a provider lookup; the service has
+    # its own Prometheus metrics, so they are on only when asked for.
+    otel: bool = Field(default=False, alias="TWOTOWER_OTEL")
 
     @property
     def home(self) -> Path:

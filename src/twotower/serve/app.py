@@ -3,6 +3,7 @@ model version(s) once (manifest verified) and warms up; routes take typed depend
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -98,10 +99,13 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
         state = ServiceState(settings, cfg)
         await state.start()
         app.state.service = state
+        gc.freeze()  # the models and indexes loaded at start-up: out of the collector's way
         yield
         await state.stop()
 
-    app = FastAPI(title="twotower", version="0.1.0", lifespan=lifespan,
+    # Bodies are a few hundred bytes; anything over 64 KiB is refused (413) before it is read.
+    app = FastAPI(title="twotower", version="0.1.0", lifespan=lifespan, max_body_size=64 * 1024,
+                  telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
                   description="Personalised like/nope video recommendations from a two-tower model in pgvector.")
     app.state.auth = auth
     app.state.metrics = metrics = Metrics()

@@ -110,11 +110,11 @@ async def _search(conn, art: Artifacts, user_id: str, q: np.ndarray | None, limi
     if q is not None:
         params["q"] = q.astype(np.float32)
     stmt = _statement(art.version, art.dim, limit, exclude, q is None, False)
-    rows = await (await conn.execute(stmt, params)).fetchall()
+    rows = await (await conn.execute(stmt, params, binary=True)).fetchall()  # binary: no text parsing
     if rows and len(rows) - 1 < limit and exclude:
         # Still short after the bounded iterative scan: exact search over the undecided videos.
         stmt = _statement(art.version, art.dim, limit, exclude, q is None, True)
-        rows = await (await conn.execute(stmt, params)).fetchall()
+        rows = await (await conn.execute(stmt, params, binary=True)).fetchall()
     return rows
 
 

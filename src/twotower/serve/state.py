@@ -119,8 +119,8 @@ class ServiceState:
 
     def assign(self, user_id: str) -> str | None:
         """Stable A/B assignment: hash(salt, user_id) -> [0, 1) against cumulative shares."""
-        if not self.shares:
-            return None
+        if len(self.shares) <= 1:  # no experiment running: nothing to hash
+            return self.shares[0][0] if self.shares else None
         h = hashlib.sha256(f"{self.settings.ab_salt}:{user_id}".encode()).digest()
         x = int.from_bytes(h[:8], "big") / 2**64
         total = sum(s for _, s in self.shares)
@@ -172,7 +172,7 @@ class ServiceState:
     def record(self, user_id: str, version: str | None, source: str, video_ids: list[str]) -> None:
         if self.log_queue is not None:
             try:
-                self.log_queue.put_nowait((user_id, version, source, video_ids, datetime.now(UTC)))
+                self.log_queue.put_nowait((user_id, version, source, text_array(video_ids), datetime.now(UTC)))
             except asyncio.QueueFull:  # never block a request for the log
                 pass
 
@@ -199,6 +199,12 @@ class ServiceState:
             async with cur.copy("COPY recommendation_log (user_id, model_version, source, video_ids, served_at) FROM STDIN") as cp:
                 for row in items:
                     await cp.write_row(row)
+
+
+def text_array(values: list[str]) -> str:
+    """A PostgreSQL text[] literal. COPY writes it as one string; psycopg's list dumper spent
+    more time per served list than the rest of the log."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def now_ms(t0: float) -> float:

@@ -1,6 +1,6 @@
 -- Bulk load into empty tables (synth): drop keys and indexes first, rebuild after the COPY.
 -- Runs inside the load's transaction, so a failure restores everything (PostgreSQL docs,
--- "Populating a Database"). Keep in step with migrations/001_schema.sql and bulk_load_post.sql.
+-- "Populating a Database"). Keep in step with the migrations (001, 006) and bulk_load_post.sql.
 ALTER TABLE user_video_decisions
     DROP CONSTRAINT user_video_decisions_user_id_fkey,
     DROP CONSTRAINT user_video_decisions_video_id_fkey,
