@@ -5,7 +5,7 @@ import pytest
 from psycopg import sql
 
 from tests.helpers import load_world
-from tests.test_serve import setup_model, warm_user
+from tests.test_serve import client, setup_model, warm_user, world  # noqa: F401  (fixtures)
 from twotower.serve.reasons import ReasonIndex
 from twotower.serve.recommend import _statement
 
@@ -80,3 +80,14 @@ def test_reasons_by_hand():
         ["tag:a", "tag:b", "tag:c", "performer:x", "performer:y"], [], []]
     assert idx.explain(["m"], ["c"]) == [[]]
     assert idx.explain(["l", "c"], ["l"], max_tags=1, max_performers=0) == [["tag:a"]]
+
+
+def test_reasons_index_reloads_only_when_the_catalogue_changes(client, world):  # noqa: F811
+    state = client.app.state.service
+    first = state.reasons
+    client.portal.call(state.refresh_reasons)
+    assert state.reasons is first  # nothing changed: no rebuild
+    v = world.execute("SELECT id FROM videos ORDER BY id LIMIT 1").fetchone()[0]
+    world.execute("INSERT INTO video_tags (video_id, tag_name) VALUES (%s, 'brand-new-tag')", (v,))
+    client.portal.call(state.refresh_reasons)
+    assert state.reasons is not first and "tag:brand-new-tag" in state.reasons.labels

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from twotower import db
 from twotower.config import Config, Settings
+from twotower.db import sql
 from twotower.export import Artifacts, load_artifacts
 from twotower.serve.reasons import ReasonIndex
 
@@ -34,6 +35,7 @@ class ServiceState:
     shares: list[tuple[str, float]] = field(default_factory=list)  # active versions, sorted
     popular: list[tuple[str, float]] = field(default_factory=list)
     reasons: ReasonIndex = field(default_factory=ReasonIndex.empty)
+    reasons_mark: tuple | None = None  # (videos, last video change) the index was built at
     db_ok: bool = False
     log_queue: asyncio.Queue | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
@@ -146,13 +148,19 @@ class ServiceState:
 
     # ------------------------------------------------------------------ reasons
     async def refresh_reasons(self) -> None:
-        """Reload the video -> tags/performers index off the event loop, then swap it in."""
+        """Reload the video -> tags/performers index off the event loop, then swap it in; only
+        when the catalogue changed, as a rebuild at 1M videos holds the interpreter for a while."""
+        async with self.pool.connection() as conn:
+            mark = await (await conn.execute(sql("serve_catalog_mark"))).fetchone()
+        if mark == self.reasons_mark:
+            return
+
         def load() -> ReasonIndex:
             with db.connection(url=self.url) as conn:
                 return ReasonIndex.load(conn)
 
         t0 = time.perf_counter()
-        self.reasons = await asyncio.to_thread(load)
+        self.reasons, self.reasons_mark = await asyncio.to_thread(load), mark
         log.info("reasons index: %d videos in %.1f s", self.reasons.videos, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ database health
