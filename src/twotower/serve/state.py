@@ -143,7 +143,7 @@ class ServiceState:
     # ------------------------------------------------------------------ popularity cache
     async def refresh_popular(self, n: int = 500) -> None:
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(db.sql("serve_popular"), {"n": n})).fetchall()
+            rows = await (await conn.execute(sql("serve_popular"), {"n": n})).fetchall()
         self.popular = [(v, float(s)) for v, s in rows]
 
     # ------------------------------------------------------------------ reasons
