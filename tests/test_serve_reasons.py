@@ -44,9 +44,15 @@ def test_reasons_match_the_sql_rule(conn):
 
 
 def test_reasons_edge_cases():
+    import polars as pl
+
     empty = ReasonIndex.empty()
     assert empty.explain(["a"], ["b", "c"]) == [[], []]
     assert empty.explain([], []) == []
+    none = pl.DataFrame(schema={"video_id": pl.Utf8, "name": pl.Utf8})  # a catalogue without tags or performers
+    assert ReasonIndex.build(none, none).explain(["a"], ["b"]) == [[]]
+    tags_only = ReasonIndex.build(pl.DataFrame({"video_id": ["a", "b"], "name": ["x", "x"]}), none)
+    assert tags_only.explain(["a"], ["b"]) == [["tag:x"]]
 
 
 @pytest.mark.parametrize("exact", [False, True])
@@ -91,3 +97,15 @@ def test_reasons_index_reloads_only_when_the_catalogue_changes(client, world):  
     world.execute("INSERT INTO video_tags (video_id, tag_name) VALUES (%s, 'brand-new-tag')", (v,))
     client.portal.call(state.refresh_reasons)
     assert state.reasons is not first and "tag:brand-new-tag" in state.reasons.labels
+
+
+def test_reasons_keep_the_first_labels_of_an_overloaded_video(caplog):
+    import polars as pl
+
+    from twotower.serve.reasons import MAX_LABELS
+
+    names = [f"t{i:03d}" for i in range(MAX_LABELS + 6)]
+    tags = pl.DataFrame({"video_id": ["big"] * len(names) + ["l"] * len(names), "name": names * 2})
+    idx = ReasonIndex.build(tags, pl.DataFrame({"video_id": [], "name": []}, schema={"video_id": pl.Utf8, "name": pl.Utf8}))
+    assert idx.codes.shape[1] == MAX_LABELS and "first 64" in caplog.text
+    assert idx.explain(["l"], ["big"]) == [["tag:t000", "tag:t001", "tag:t002"]]

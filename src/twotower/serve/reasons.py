@@ -44,21 +44,26 @@ class ReasonIndex:
         tag_names = tags["name"].unique().sort().to_list()
         perf_names = performers["name"].unique().sort().to_list()
         labels = [f"tag:{n}" for n in tag_names] + [f"performer:{n}" for n in perf_names]
-        both = pl.concat([
-            tags.join(pl.DataFrame({"name": tag_names, "code": range(len(tag_names))}), on="name"),
-            performers.join(pl.DataFrame({"name": perf_names, "code": range(len(tag_names), len(labels))}),
-                            on="name"),
-        ]).unique(["video_id", "code"]).sort(["video_id", "code"])
-        ids = both["video_id"].unique(maintain_order=True).to_list()
-        rows = dict(zip(ids, range(len(ids)), strict=True))
-        both = both.with_columns(pl.col("code").cum_count().over("video_id").alias("slot") - 1)
-        width = int(both["slot"].max() + 1) if both.height else 1
+        def coded(pairs: pl.DataFrame, names: list[str], first: int) -> pl.DataFrame:
+            lookup = pl.DataFrame({"name": names, "code": range(first, first + len(names))},
+                                  schema={"name": pl.Utf8, "code": pl.Int32})
+            return pairs.join(lookup, on="name").select("video_id", "code")
+
+        both = pl.concat([coded(tags, tag_names, 0), coded(performers, perf_names, len(tag_names))])
+        ids = both["video_id"].unique()
+        rows = dict(zip(ids.to_list(), range(len(ids)), strict=True))
+        # Sort by integers, not strings: at 1M videos this is most of the build time.
+        both = both.join(pl.DataFrame({"video_id": ids, "row": pl.int_range(len(ids), eager=True)}), on="video_id") \
+            .select("row", "code").unique().sort("row", "code")
+        row, code = both["row"].to_numpy(), both["code"].to_numpy()
+        slot = np.arange(len(row)) - np.searchsorted(row, row)  # position within its video
+        width = int(slot.max() + 1) if len(slot) else 1
         if width > MAX_LABELS:
             log.warning("some videos have %d tags+performers; reasons use their first %d", width, MAX_LABELS)
-            both, width = both.filter(pl.col("slot") < MAX_LABELS), MAX_LABELS
+            keep = slot < MAX_LABELS
+            row, code, slot, width = row[keep], code[keep], slot[keep], MAX_LABELS
         codes = np.full((len(ids) + 1, width), len(labels), np.int32)  # padding code = len(labels)
-        row = both["video_id"].replace_strict(rows, return_dtype=pl.Int64).to_numpy()
-        codes[row, both["slot"].to_numpy()] = both["code"].to_numpy()
+        codes[row, slot] = code
         return cls(rows, codes, labels, len(tag_names))
 
     @classmethod
