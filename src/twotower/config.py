@@ -104,6 +104,7 @@ class ServingConfig:
     models_refresh_seconds: float = 30.0  # new active versions and traffic shares
     popular_refresh_seconds: float = 60.0  # cold-start and fallback list
     reasons_refresh_seconds: float = 300.0  # video -> tags/performers index behind the reasons
+    jwks_refresh_seconds: float = 300.0  # re-read TWOTOWER_JWKS_URL (signing keys rotate)
 
 
 @dataclass
@@ -248,6 +249,7 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(default=None, alias="TWOTOWER_JWT_SECRET")
     jwt_public_key: str | None = Field(default=None, alias="TWOTOWER_JWT_PUBLIC_KEY")
     jwt_audience: str | None = Field(default=None, alias="TWOTOWER_JWT_AUDIENCE")
+    jwks_url: str | None = Field(default=None, alias="TWOTOWER_JWKS_URL")  # http(s) URL or a file
     service_key: str | None = Field(default=None, alias="TWOTOWER_SERVICE_KEY")
     ab_salt: str = Field(default="twotower-ab", alias="TWOTOWER_AB_SALT")
     # FastAPI's native OpenTelemetry hooks cost each request a provider lookup; the service has

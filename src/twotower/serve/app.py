@@ -3,6 +3,7 @@ model version(s) once (manifest verified) and warms up; routes take typed depend
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -85,6 +86,16 @@ class Observe:
                                             "ms": round(dt * 1000, 2), "source": source or None}))
 
 
+async def _refresh_jwks(auth: Authenticator, every: float) -> None:
+    while auth.jwks_source:
+        await asyncio.sleep(5)
+        if auth.jwks_due(every):
+            try:
+                await asyncio.to_thread(auth.refresh_jwks)
+            except ValueError as e:  # keep serving with the keys we have
+                logging.getLogger("twotower.serve").warning("%s; keeping the previous keys", e)
+
+
 def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_path: bool = True) -> FastAPI:
     """hot_path=False sends POST /v1/recommendations through FastAPI's route like the others
     (the parity test compares the two)."""
@@ -100,7 +111,9 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
         await state.start()
         app.state.service = state
         gc.freeze()  # the models and indexes loaded at start-up: out of the collector's way
+        keys = asyncio.create_task(_refresh_jwks(auth, cfg.serving.jwks_refresh_seconds))
         yield
+        keys.cancel()
         await state.stop()
 
     # Bodies are a few hundred bytes; anything over 64 KiB is refused (413) before it is read.

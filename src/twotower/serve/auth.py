@@ -1,18 +1,43 @@
 """Supabase-style auth: `Authorization: Bearer <JWT>` whose `sub` is the user; a service key
 (the configured key, or a JWT with role=service_role) may act for anyone. HS256 with a shared
-secret, or RS256/ES256 with a public key. A missing, bad or expired token is 401, never an
-empty list; another user's id is 403."""
+secret, RS256/ES256 with a public key, or the keys of a JWKS document (Supabase's asymmetric
+signing keys: `https://<project>.supabase.co/auth/v1/.well-known/jwks.json`), picked by the
+token's `kid`; a secret and a JWKS can be used together while a project migrates. A missing,
+bad or expired token is 401, never an empty list; another user's id is 403."""
 
 from __future__ import annotations
 
 import hmac
+import json
+import logging
 import time
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import jwt
 from fastapi import HTTPException, Request
 
 from twotower.config import Settings
+
+log = logging.getLogger("twotower.serve")
+
+
+def fetch_jwks(source: str, timeout: float = 5.0) -> dict[str, jwt.PyJWK]:
+    """kid -> key from a JWKS URL (http/https) or file; ValueError with one clear line."""
+    try:
+        if source.startswith(("http://", "https://")):
+            with urllib.request.urlopen(source, timeout=timeout) as r:  # noqa: S310 (http/https only)
+                doc = json.load(r)
+        else:
+            doc = json.loads(Path(source.removeprefix("file://")).read_text())
+        keys = jwt.PyJWKSet.from_dict(doc).keys
+    except (OSError, ValueError, jwt.PyJWTError) as e:
+        raise ValueError(f"cannot read the JWKS at {source}: {e}") from e
+    out = {k.key_id: k for k in keys if k.key_id and k.public_key_use in (None, "sig")}
+    if not out:
+        raise ValueError(f"the JWKS at {source} has no signing key with a kid")
+    return out
 
 
 @dataclass(frozen=True)
@@ -34,13 +59,30 @@ class Authenticator:
             self.key, self.algorithms = s.jwt_public_key, ["RS256", "ES256"]
         else:
             self.key, self.algorithms = s.jwt_secret, ["HS256"]
+        self.jwks_source = s.jwks_url
+        self.jwks_read_at, self.unknown_kid = time.monotonic(), False
+        self.jwks: dict[str, jwt.PyJWK] = fetch_jwks(s.jwks_url) if (self.enabled and s.jwks_url) else {}
         # token -> (principal, exp): an app sends the same token on every swipe until it expires,
         # and checking its signature again costs more than the rest of the auth. Only tokens that
         # verified are kept, and only until their own expiry.
         self._verified: dict[str, tuple[Principal, float]] = {}
-        if self.enabled and not (self.key or self.service_key):
-            raise ValueError("auth is enabled but neither TWOTOWER_JWT_SECRET, TWOTOWER_JWT_PUBLIC_KEY nor "
-                             "TWOTOWER_SERVICE_KEY is set (or set TWOTOWER_AUTH_ENABLED=false for local use)")
+        if self.enabled and not (self.key or self.jwks or self.service_key):
+            raise ValueError("auth is enabled but none of TWOTOWER_JWT_SECRET, TWOTOWER_JWT_PUBLIC_KEY, "
+                             "TWOTOWER_JWKS_URL or TWOTOWER_SERVICE_KEY is set "
+                             "(or set TWOTOWER_AUTH_ENABLED=false for local use)")
+
+    def refresh_jwks(self) -> None:
+        """Re-read the JWKS (keys rotate); on failure keep the keys we have. Blocking: run it in
+        a thread."""
+        self.jwks_read_at, self.unknown_kid = time.monotonic(), False
+        if self.jwks_source:
+            self.jwks = fetch_jwks(self.jwks_source)
+
+    def jwks_due(self, every: float) -> bool:
+        """Time to re-read the JWKS: every `every` seconds, or 30 s after a token named a key id
+        we do not have (a key that was just rotated in)."""
+        age = time.monotonic() - self.jwks_read_at
+        return bool(self.jwks_source) and (age > every or (self.unknown_kid and age > 30))
 
     def __call__(self, request: Request) -> Principal:
         return self.principal(request.headers.get("authorization", ""))
@@ -54,7 +96,7 @@ class Authenticator:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         if self.service_key and hmac.compare_digest(token.encode(), self.service_key.encode()):
             return Principal(None, True)
-        if not self.key:
+        if not (self.key or self.jwks):
             raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
         hit = self._verified.get(token)
         if hit is not None and hit[1] > time.time():
@@ -65,9 +107,26 @@ class Authenticator:
         self._verified[token] = (principal, exp)
         return principal
 
-    def _verify(self, token: str) -> tuple[Principal, float]:
+    def _key(self, token: str) -> tuple[object, list[str]]:
+        """The key and algorithms a token must verify with: the JWKS key named by its kid, else
+        the configured secret or public key."""
         try:
-            claims = jwt.decode(token, self.key, algorithms=self.algorithms, audience=self.audience,
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as e:
+            raise HTTPException(401, f"invalid token: {e}", headers={"WWW-Authenticate": "Bearer"}) from None
+        if kid is not None and kid in self.jwks:
+            k = self.jwks[kid]
+            return k.key, [k.algorithm_name]
+        if kid is not None and self.jwks:
+            self.unknown_kid = True
+        if self.key:
+            return self.key, self.algorithms
+        raise HTTPException(401, "token signed with an unknown key id", headers={"WWW-Authenticate": "Bearer"})
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
+        key, algorithms = self._key(token)
+        try:
+            claims = jwt.decode(token, key, algorithms=algorithms, audience=self.audience,
                                 options={"require": ["exp"], "verify_aud": self.audience is not None})
         except jwt.ExpiredSignatureError:
             raise HTTPException(401, "token expired", headers={"WWW-Authenticate": "Bearer"}) from None
