@@ -73,3 +73,16 @@ def test_oversized_bodies_are_refused(clients):
         big = {"user_id": "u", "padding": "x" * 100_000}
         assert c.post("/v1/recommendations", json=big, headers=SVC).status_code == 413
         assert c.post("/v1/decisions", json=big, headers=SVC).status_code == 413
+
+
+def test_an_unexpected_error_is_one_line_500(clients, world, monkeypatch):  # noqa: F811
+    import twotower.serve.hotpath as hotpath
+
+    async def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(hotpath, "recommend", broken)
+    u = warm_user(world)
+    r = clients[0].post("/v1/recommendations", json={"user_id": u}, headers=token(u))
+    assert r.status_code == 500 and r.json() == {"detail": "internal error"}  # as the app's own handler says
+    assert 'twotower_errors_total{endpoint="/v1/recommendations",status="500"} 1.0' in clients[0].get("/metrics").text

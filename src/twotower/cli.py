@@ -412,8 +412,9 @@ def serve(
         raise TwotowerError(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("twotower.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    # No proxy-headers middleware: the service never uses the client's address.
     uvicorn.run("twotower.serve.asgi:app", host=host, port=port, workers=workers, access_log=False,
-                log_level="warning")
+                log_level="warning", proxy_headers=False)
 
 
 @app.command()

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from twotower.config import Config, Settings, load_config
 from twotower.serve import routes
 from twotower.serve.auth import Authenticator
-from twotower.serve.hotpath import RecommendationsHotPath, validation_problem
+from twotower.serve.hotpath import MAX_BODY, RecommendationsHotPath, validation_problem
 from twotower.serve.state import ServiceState
 
 access_log = logging.getLogger("twotower.access")
@@ -96,6 +96,20 @@ async def _refresh_jwks(auth: Authenticator, every: float) -> None:
                 logging.getLogger("twotower.serve").warning("%s; keeping the previous keys", e)
 
 
+class Service(FastAPI):
+    """The FastAPI app, with the metrics middleware outermost (it sees every answer, FastAPI's own
+    413s and 500s included) and the recommendations hot path just inside it, ahead of FastAPI's
+    error, telemetry and body-limit layers, which it does for itself."""
+
+    def __init__(self, hot_path: bool, **kw) -> None:
+        self.hot_path = hot_path
+        super().__init__(**kw)
+
+    def build_middleware_stack(self):
+        stack = super().build_middleware_stack()
+        return Observe(RecommendationsHotPath(stack) if self.hot_path else stack, self.state.metrics)
+
+
 def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_path: bool = True) -> FastAPI:
     """hot_path=False sends POST /v1/recommendations through FastAPI's route like the others
     (the parity test compares the two)."""
@@ -117,17 +131,14 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
         await state.stop()
 
     # Bodies are a few hundred bytes; anything over 64 KiB is refused (413) before it is read.
-    app = FastAPI(title="twotower", version="0.1.0", lifespan=lifespan, max_body_size=64 * 1024,
+    app = Service(hot_path, title="twotower", version="0.1.0", lifespan=lifespan, max_body_size=MAX_BODY,
                   telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
                   description="Personalised like/nope video recommendations from a two-tower model in pgvector.")
     app.state.auth = auth
-    app.state.metrics = metrics = Metrics()
+    app.state.metrics = Metrics()
     for r in (routes.recommendations, routes.users, routes.decisions, routes.health):
         app.include_router(r)
 
-    if hot_path:
-        app.add_middleware(RecommendationsHotPath)
-    app.add_middleware(Observe, metrics=metrics)  # added last: outermost, so it sees both paths
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

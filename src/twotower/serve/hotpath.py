@@ -9,6 +9,8 @@ requests to both and compares the answers."""
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from fastapi import HTTPException
 from pydantic import ValidationError
@@ -17,6 +19,12 @@ from twotower.serve.recommend import recommend
 from twotower.serve.schemas import RecommendationRequest
 
 PATH = "/v1/recommendations"
+MAX_BODY = 64 * 1024  # bodies are a few hundred bytes; larger ones are refused (413), here and app-wide
+log = logging.getLogger("twotower.serve")
+
+
+class TooLarge(Exception):
+    pass
 
 
 def validation_problem(errors: list[dict]) -> dict:
@@ -54,7 +62,7 @@ class RecommendationsHotPath:
         try:
             auth = headers.get(b"authorization")
             who = fastapi_app.state.auth.principal(auth.decode("latin-1") if auth is not None else "")
-            body = await _read_body(receive)
+            body = await _read_body(receive, headers.get(b"content-length"))
             if not _is_json(headers.get(b"content-type")):
                 return await _send(send, 422, validation_problem([{"loc": ("body",), "msg": "not JSON"}]))
             try:
@@ -65,18 +73,30 @@ class RecommendationsHotPath:
             who.require(req.user_id)
         except HTTPException as e:
             return await _send(send, e.status_code, {"detail": e.detail}, e.headers)
-        r = await recommend(fastapi_app.state.service, req.user_id, req.limit, req.exclude_decided)
+        except TooLarge:
+            return await _send(send, 413, {"detail": f"request body over {MAX_BODY} bytes"})
+        try:
+            r = await recommend(fastapi_app.state.service, req.user_id, req.limit, req.exclude_decided)
+        except Exception:  # as the app's own handler: logged, and one line to the client
+            log.exception("unhandled error")
+            return await _send(send, 500, {"detail": "internal error"})
         scope.setdefault("state", {})["source"] = r["source"]
         await _send(send, 200, r)
 
 
-async def _read_body(receive) -> bytes:
-    chunks = []
+async def _read_body(receive, content_length: bytes | None) -> bytes:
+    if content_length is not None and content_length.isdigit() and int(content_length) > MAX_BODY:
+        raise TooLarge
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
