@@ -180,7 +180,7 @@ class ServiceState:
     def record(self, user_id: str, version: str | None, source: str, video_ids: list[str]) -> None:
         if self.log_queue is not None:
             try:
-                self.log_queue.put_nowait((user_id, version, source, text_array(video_ids), datetime.now(UTC)))
+                self.log_queue.put_nowait((user_id, version, source, video_ids, datetime.now(UTC)))
             except asyncio.QueueFull:  # never block a request for the log
                 pass
 
@@ -206,7 +206,7 @@ class ServiceState:
         async with self.pool.connection() as conn, conn.cursor() as cur:
             async with cur.copy("COPY recommendation_log (user_id, model_version, source, video_ids, served_at) FROM STDIN") as cp:
                 for row in items:
-                    await cp.write_row(row)
+                    await cp.write_row((*row[:3], text_array(row[3]), row[4]))  # off the request path
 
 
 def text_array(values: list[str]) -> str:
