@@ -3,9 +3,11 @@ become one line on stderr and exit status 1 here, and nowhere else."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +32,14 @@ err = Console(stderr=True)
 
 def settings() -> Settings:
     return Settings()
+
+
+@contextlib.contextmanager
+def store(s: Settings | None = None) -> Iterator[psycopg.Connection]:
+    """A connection to a migrated database; one clear line if `twotower db init` was not run."""
+    with db.connection(s or settings()) as conn:
+        db.ensure_schema(conn)
+        yield conn
 
 
 # --------------------------------------------------------------------------- db
@@ -107,8 +117,7 @@ def synth(
         data = synth_mod.generate(spec)
     t1 = time.perf_counter()
     s = settings()
-    with db.connection(s) as conn:
-        db.ensure_schema(conn)
+    with store(s) as conn:
         with console.status("loading with COPY"):
             counts = synth_mod.load(conn, data, replace=replace)
     t2 = time.perf_counter()
@@ -145,8 +154,7 @@ def _ingest(frames) -> None:
 
     s = settings()
     t0 = time.perf_counter()
-    with db.connection(s) as conn:
-        db.ensure_schema(conn)
+    with store(s) as conn:
         counts = importers.ingest(conn, frames)
     console.print(f"imported in {time.perf_counter() - t0:.1f}s; the database now holds "
                   + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
@@ -156,8 +164,7 @@ def _ingest(frames) -> None:
 def summary(top: int = 10) -> None:
     """Users, videos, decisions, like ratio and the most liked tags."""
     s = settings()
-    with db.connection(s) as conn:
-        db.ensure_schema(conn)
+    with store(s) as conn:
         cur = conn.execute(db.sql("summary"))
         row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
         tags = conn.execute(db.sql("top_tags"), {"n": top}).fetchall()
@@ -223,8 +230,7 @@ def evaluate_online(days: Annotated[int, typer.Option(help="served lists of the 
 
     from twotower.evaluate.online import online_metrics
 
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         rows = online_metrics(conn, datetime.now(UTC) - timedelta(days=days))
     if not rows:
         console.print("no served lists in that window (the service logs them in recommendation_log)")
@@ -264,8 +270,7 @@ def models_list() -> None:
     """Registered versions, which are active, their traffic and embeddings."""
     from twotower import registry
 
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         rows = registry.list_versions(conn)
     t = Table("version", "type", "dim", "metric", "default", "active", "traffic", "videos embedded", "ndcg@10 (val)")
     for v in rows:
@@ -281,8 +286,7 @@ def models_register(folder: Path) -> None:
     from twotower import registry
 
     s = settings()
-    with db.connection(s) as conn:
-        db.ensure_schema(conn)
+    with store(s) as conn:
         v = registry.register(conn, folder, s.path("artifacts"))
     console.print(f"registered {v.version} ({v.model_path}); next: twotower embed --version {v.version}")
 
@@ -292,8 +296,7 @@ def models_activate(version: str) -> None:
     """Make VERSION the default and only active version."""
     from twotower import registry
 
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         registry.activate(conn, version)
     console.print(f"{version} is now the default version (traffic 1.0)")
 
@@ -303,8 +306,7 @@ def models_rollback() -> None:
     """Go back to the default version before the last activation."""
     from twotower import registry
 
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         v = registry.rollback(conn)
     console.print(f"rolled back: {v.version} is the default again")
 
@@ -314,8 +316,7 @@ def models_traffic(shares: Annotated[list[str], typer.Argument(help="VERSION=SHA
     """Split traffic between versions for an A/B test."""
     from twotower import registry
 
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         act = registry.set_traffic(conn, registry.parse_shares(shares))
     console.print("traffic: " + ", ".join(f"{v.version}={v.traffic_share:.2f}{' (default)' if v.is_default else ''}"
                                           for v in act))
@@ -335,8 +336,7 @@ def embed(
     from twotower.export import load_artifacts
 
     cfg = load_config(config, set_)
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         v = registry.get(conn, version) if version else _default_version(conn)
         art = load_artifacts(Path(v.model_path), threads=2)
         started = conn.execute("SELECT now()").fetchone()[0]
@@ -379,8 +379,7 @@ def batch_runs(n: int = 10) -> None:
     """The last batch-update runs."""
     from twotower.batch import last_runs
 
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         rows = last_runs(conn, n)
     t = Table("run", "version", "started", "finished", "status", "videos", "users", "error")
     for r in rows:
@@ -441,8 +440,7 @@ def recommend(
     from twotower import registry
     from twotower.export import load_artifacts
 
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         v = registry.get(conn, version) if version else _default_version(conn)
         art = load_artifacts(Path(v.model_path))
         vecs, js = emb.user_vectors_online(conn, art, users)
@@ -479,8 +477,7 @@ def token(
 @app.command("sample-users")
 def sample_users(n: int = 2, cold: bool = False) -> None:
     """Print user ids: the most active ones, or (--cold) ones without decisions."""
-    with db.connection(settings()) as conn:
-        db.ensure_schema(conn)
+    with store() as conn:
         q = ("SELECT p.user_id FROM profiles p WHERE NOT EXISTS (SELECT 1 FROM user_video_decisions d "
              "WHERE d.user_id = p.user_id) ORDER BY 1 LIMIT %s") if cold else \
             "SELECT user_id FROM user_video_decisions GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT %s"

@@ -130,7 +130,6 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
         keys.cancel()
         await state.stop()
 
-    # Bodies are a few hundred bytes; anything over 64 KiB is refused (413) before it is read.
     app = Service(hot_path, title="twotower", version="0.1.0", lifespan=lifespan, max_body_size=MAX_BODY,
                   telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
                   description="Personalised like/nope video recommendations from a two-tower model in pgvector.")
@@ -138,7 +137,6 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
     app.state.metrics = Metrics()
     for r in (routes.recommendations, routes.users, routes.decisions, routes.health):
         app.include_router(r)
-
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

@@ -44,6 +44,7 @@ class ReasonIndex:
         tag_names = tags["name"].unique().sort().to_list()
         perf_names = performers["name"].unique().sort().to_list()
         labels = [f"tag:{n}" for n in tag_names] + [f"performer:{n}" for n in perf_names]
+
         def coded(pairs: pl.DataFrame, names: list[str], first: int) -> pl.DataFrame:
             lookup = pl.DataFrame({"name": names, "code": range(first, first + len(names))},
                                   schema={"name": pl.Utf8, "code": pl.Int32})
