@@ -46,7 +46,7 @@ def pct(xs, p):
 
 
 def token(u: str) -> str:
-    return jwt.encode({"sub": u, "exp": int(time.time()) + 7200}, SECRET, algorithm="HS256")
+    return jwt.encode({"sub": u, "exp": int(time.time()) + 7200, "aud": "authenticated"}, SECRET, algorithm="HS256")
 
 
 class Bare:

@@ -124,3 +124,27 @@ def test_old_logs_are_pruned(tmp_path):
     new.write_text("y")
     os.utime(old, (time.time() - 8 * 86400,) * 2)
     assert batch.prune_logs(tmp_path, 7) == 1 and not old.exists() and new.exists()
+
+
+def test_sigkilled_run_is_reported_interrupted_without_a_new_run(conn, settings, served):
+    """A real SIGKILL after two committed batches: `batch-runs` says the run ended (not 'running')
+    at once, and its progress count is what it had committed."""
+    import os
+    import subprocess
+    import sys
+
+    conn.execute("UPDATE videos SET price = coalesce(price, 0) + 1")
+    script = (
+        "import os, signal\n"
+        "from twotower import batch\n"
+        "from twotower.config import BatchConfig, Settings\n"
+        f"s = Settings(DATABASE_URL={settings.database_url!r}, TWOTOWER_HOME={str(settings.home)!r})\n"
+        "def die(kind, n):\n"
+        "    if kind == 'videos' and n >= 200:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "batch.run_batch_update(s, BatchConfig(batch_size=100), on_batch=die)\n")
+    p = subprocess.run([sys.executable, "-c", script], env={**os.environ}, capture_output=True, timeout=120)
+    assert p.returncode == -9, p.stderr.decode()[-2000:]
+    run = batch.last_runs(conn)[0]
+    assert run[4] == "failed" and "interrupted" in run[7]
+    assert run[5] == 200  # videos_embedded: both committed batches, counted with them

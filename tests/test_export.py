@@ -63,3 +63,71 @@ def test_export_refuses_to_overwrite_and_leaves_no_partial_folder(conn, settings
         exported(conn, settings, tmp_path, "same")
     leftovers = [p for p in settings.path("artifacts").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def _rehash(folder, name):
+    """Rewrite a manifest entry so that a changed file passes the hash check (a deliberate forger)."""
+    from twotower.export import _sha256
+
+    mf = folder / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["files"][name] = {"sha256": _sha256(folder / name), "bytes": (folder / name).stat().st_size}
+    mf.write_text(json.dumps(m))
+
+
+def test_manifest_paths_must_stay_inside_the_folder(conn, settings, tmp_path):
+    load_world(conn)
+    folder = exported(conn, settings, tmp_path)
+    mf = folder / "manifest.json"
+    good = mf.read_text()
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    for name in ("../../../../etc/hostname", "/etc/hostname", "../secret.txt", "sub/../../secret.txt", ".."):
+        m = json.loads(good)
+        m["files"][name] = {"sha256": "0" * 64, "bytes": 1}
+        mf.write_text(json.dumps(m))
+        with pytest.raises(ArtifactError, match="not a file of this folder"):
+            load_artifacts(folder)
+    # a listed file that is a link to somewhere else
+    mf.write_text(good)
+    (folder / "vocab_tag.json").rename(tmp_path / "vocab_tag.json")
+    (folder / "vocab_tag.json").symlink_to(tmp_path / "vocab_tag.json")
+    with pytest.raises(ArtifactError, match="not a file of this folder|not a plain file"):
+        load_artifacts(folder)
+
+
+def test_unlisted_files_are_ignored_and_not_copied(conn, settings, tmp_path):
+    from twotower import registry
+
+    load_world(conn)
+    folder = exported(conn, settings, tmp_path / "elsewhere", "v-extra")
+    other = tmp_path / "outside" / "v-extra"
+    other.parent.mkdir()
+    folder.rename(other)
+    (other / "payload.onnx").write_bytes(b"anything")
+    load_artifacts(other)  # loads: the extra file is never read
+    v = registry.register(conn, other, settings.path("artifacts"))
+    copied = {p.name for p in (settings.path("artifacts") / "v-extra").iterdir()}
+    assert "payload.onnx" not in copied and copied == {"manifest.json", *FILES}
+    assert v.version == "v-extra"
+
+
+def test_malformed_json_is_one_line(conn, settings, tmp_path):
+    load_world(conn)
+    folder = exported(conn, settings, tmp_path)
+    good = (folder / "manifest.json").read_text()
+    for broken in ("{not json", "[]", '{"files": 3}', '{"files": {"model_meta.json": 5}}'):
+        (folder / "manifest.json").write_text(broken)
+        with pytest.raises(ArtifactError) as e:
+            load_artifacts(folder)
+        assert "\n" not in str(e.value) and "manifest.json" in str(e.value)
+    for name, text in (("model_meta.json", "{oops"), ("model_meta.json", '{"version": "v1"}'),
+                       ("vocab_item.json", "[1, 2")):
+        (folder / "manifest.json").write_text(good)
+        original = (folder / name).read_text()
+        (folder / name).write_text(text)
+        _rehash(folder, name)
+        with pytest.raises(ArtifactError) as e:
+            load_artifacts(folder)
+        assert "\n" not in str(e.value) and name in str(e.value)
+        (folder / name).write_text(original)

@@ -20,7 +20,9 @@ SERVICE = "service-key-123"
 
 
 def token(sub: str, exp_in: int = 3600, secret: str = SECRET, **claims) -> dict:
-    t = jwt.encode({"sub": sub, "exp": int(time.time()) + exp_in, **claims}, secret, algorithm="HS256")
+    """A user token as Supabase issues it (aud "authenticated")."""
+    claims = {"sub": sub, "exp": int(time.time()) + exp_in, "aud": "authenticated", "role": "authenticated", **claims}
+    t = jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256")
     return {"Authorization": f"Bearer {t}"}
 
 

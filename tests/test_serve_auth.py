@@ -27,7 +27,8 @@ def jwk(private, kid: str) -> dict:
 
 
 def signed(sub: str, private, kid: str, alg: str, exp_in: int = 3600) -> dict:
-    t = jwt.encode({"sub": sub, "exp": int(time.time()) + exp_in}, private, algorithm=alg, headers={"kid": kid})
+    t = jwt.encode({"sub": sub, "exp": int(time.time()) + exp_in, "aud": "authenticated"}, private, algorithm=alg,
+                   headers={"kid": kid})
     return {"Authorization": f"Bearer {t}"}
 
 
@@ -38,7 +39,7 @@ def test_jwks_file_with_a_secret_beside_it(world, settings, tmp_path):  # noqa: 
     with TestClient(create_app(app_settings(settings, TWOTOWER_JWKS_URL=str(path)))) as c:
         assert rec(c, u, headers=signed(u, RSA, "k-rsa", "RS256")).status_code == 200
         assert rec(c, u, headers=signed(u, EC, "k-ec", "ES256")).status_code == 200
-        hs = jwt.encode({"sub": u, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+        hs = jwt.encode({"sub": u, "exp": int(time.time()) + 60, "aud": "authenticated"}, SECRET, algorithm="HS256")
         assert rec(c, u, headers={"Authorization": f"Bearer {hs}"}).status_code == 200  # legacy secret still works
         forged = rec(c, u, headers=signed(u, OTHER, "k-rsa", "RS256"))  # right kid, wrong key
         assert forged.status_code == 401
@@ -95,3 +96,42 @@ def test_bad_jwks_sources_are_one_clear_line(tmp_path, jwks_server):
     Keys.doc = {"keys": [{k: v for k, v in jwk(RSA, "x").items() if k != "kid"}]}
     with pytest.raises(ValueError, match="no signing key with a kid"):
         fetch_jwks(jwks_server)
+
+
+ISS = "https://abcdefghijklmnop.supabase.co/auth/v1"
+
+
+def hs(claims: dict) -> dict:
+    t = jwt.encode({"exp": int(time.time()) + 600, **claims}, SECRET, algorithm="HS256")
+    return {"Authorization": f"Bearer {t}"}
+
+
+def test_claims_matrix_as_supabase_issues_them(world, settings):  # noqa: F811
+    u = warm_user(world)
+    user = {"sub": u, "aud": "authenticated", "role": "authenticated", "iss": ISS}
+    service = {"iss": "supabase", "ref": "abcdefghijklmnop", "role": "service_role"}  # Supabase's service key
+    anon = {"iss": "supabase", "ref": "abcdefghijklmnop", "role": "anon"}  # the public key
+    cases = [  # (claims, status without an issuer configured, status with TWOTOWER_JWT_ISSUER)
+        (user, 200, 200),
+        ({**user, "aud": ["authenticated", "other"]}, 200, 200),
+        ({k: v for k, v in user.items() if k != "aud"}, 401, 401),
+        ({**user, "aud": "other"}, 401, 401),
+        ({**user, "iss": "https://evil.example/auth/v1"}, 200, 401),
+        ({k: v for k, v in user.items() if k != "iss"}, 200, 401),
+        ({**user, "role": "anon"}, 401, 401),
+        ({k: v for k, v in user.items() if k != "sub"}, 401, 401),
+        (service, 200, 200),
+        ({**service, "iss": ISS}, 200, 200),
+        ({**service, "iss": "someone-else"}, 200, 401),
+        (anon, 401, 401),
+    ]
+    for extra, col in (({}, 1), ({"TWOTOWER_JWT_ISSUER": ISS}, 2)):
+        with TestClient(create_app(app_settings(settings, **extra))) as c:
+            for case in cases:
+                r = rec(c, u, headers=hs(case[0]))
+                assert r.status_code == case[col], (extra, case[0], r.text)
+                if r.status_code == 401:
+                    assert r.headers["www-authenticate"] == "Bearer"
+    # the audience check can be turned off for issuers that set none
+    with TestClient(create_app(app_settings(settings, TWOTOWER_JWT_AUDIENCE=""))) as c:
+        assert rec(c, u, headers=hs({"sub": u})).status_code == 200

@@ -116,11 +116,10 @@ def run_batch_update(settings: Settings, cfg: BatchConfig, version: str | None =
         for kind, ids, table, col in (("videos", videos, "video_embeddings", "video_id"),
                                       ("users", users, "user_embeddings", "user_id")):
             for b, chunk in _in_batches(ids, cfg.batch_size):
-                _with_retries(lambda chunk=chunk, kind=kind, table=table, col=col: _embed_batch(
-                    conn, art, kind, table, col, chunk), cfg, log, f"{kind} batch {b}")
-                counts[kind] += len(chunk)
-                with conn.transaction():
-                    conn.execute(db.sql(f"batch_progress_{kind}"), (counts[kind], run_id))
+                done = counts[kind] + len(chunk)
+                _with_retries(lambda chunk=chunk, kind=kind, table=table, col=col, done=done: _embed_batch(
+                    conn, art, kind, table, col, chunk, run_id, done), cfg, log, f"{kind} batch {b}")
+                counts[kind] = done
                 if on_batch:
                     on_batch(kind, counts[kind])
         with conn.transaction():
@@ -153,10 +152,14 @@ def run_batch_update(settings: Settings, cfg: BatchConfig, version: str | None =
             log.removeHandler(h)
 
 
-def _embed_batch(conn: psycopg.Connection, art, kind: str, table: str, col: str, ids: list[str]) -> None:
+def _embed_batch(conn: psycopg.Connection, art, kind: str, table: str, col: str, ids: list[str], run_id: int,
+                 done: int) -> None:
+    """One batch and the run's progress count, in one transaction: a kill never leaves the count
+    behind (or ahead of) what was written."""
     vecs = item_vectors_online(conn, art, ids) if kind == "videos" else user_vectors_online(conn, art, ids)[0]
     with conn.transaction():
         upsert_vectors(conn, table, col, art.version, ids, vecs)
+        conn.execute(db.sql(f"batch_progress_{kind}"), (done, run_id))
 
 
 def _with_retries(fn: Callable[[], None], cfg: BatchConfig, log: logging.Logger, what: str) -> None:
@@ -172,7 +175,19 @@ def _with_retries(fn: Callable[[], None], cfg: BatchConfig, log: logging.Logger,
             time.sleep(wait)
 
 
+def close_interrupted(conn: psycopg.Connection) -> int:
+    """Mark as failed the 'running' rows of runs that died (SIGKILL, power loss): when nobody holds
+    the run lock, no run is alive, whatever batch_runs says. Returns how many were closed."""
+    with conn.transaction():
+        if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,)).fetchone()[0]:
+            return 0  # a run is alive: its row is right to say 'running'
+        cur = conn.execute("UPDATE batch_runs SET status = 'failed', finished_at = now(), "
+                           "error = 'interrupted (process ended)' WHERE job = %s AND status = 'running'", (JOB,))
+        return cur.rowcount
+
+
 def last_runs(conn: psycopg.Connection, n: int = 10) -> list[tuple]:
+    close_interrupted(conn)
     rows = conn.execute("SELECT id, model_version, started_at, finished_at, status, videos_embedded, "
                         "users_embedded, error FROM batch_runs ORDER BY id DESC LIMIT %s", (n,)).fetchall()
     conn.commit()

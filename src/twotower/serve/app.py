@@ -18,9 +18,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from twotower.config import Config, Settings, load_config
+from twotower.errors import TwotowerError
 from twotower.serve import routes
 from twotower.serve.auth import Authenticator
-from twotower.serve.hotpath import MAX_BODY, RecommendationsHotPath, validation_problem
+from twotower.serve.edge import EdgeError, problem, validation_problem
+from twotower.serve.hotpath import RecommendationsHotPath
 from twotower.serve.state import ServiceState
 
 access_log = logging.getLogger("twotower.access")
@@ -107,7 +109,48 @@ class Service(FastAPI):
 
     def build_middleware_stack(self):
         stack = super().build_middleware_stack()
-        return Observe(RecommendationsHotPath(stack) if self.hot_path else stack, self.state.metrics)
+        return _QuietStartup(Observe(RecommendationsHotPath(stack) if self.hot_path else stack, self.state.metrics))
+
+    def openapi(self) -> dict:
+        """FastAPI's document, plus what it cannot see: the request bodies the edge reads and
+        the bearer scheme (so "Authorize" in /docs works)."""
+        if self.openapi_schema:
+            return self.openapi_schema
+        doc = super().openapi()
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        for m in routes.BODY_MODELS:
+            s = m.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(s.pop("$defs", {}))
+            schemas[m.__name__] = s
+        doc["components"]["securitySchemes"] = {"bearer": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "A Supabase user JWT (its `sub` is the user), a service_role JWT, or the service key"}}
+        for path, ops in doc["paths"].items():
+            if path.startswith("/v1/"):
+                for op in ops.values():
+                    op["security"] = [{"bearer": []}]
+        self.openapi_schema = doc
+        return doc
+
+
+class _QuietStartup:
+    """uvicorn prints the lifespan's traceback when start-up fails; a TwotowerError (a bad
+    model, no database) is one line for the operator, so the traceback is replaced by it."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def quiet_send(message) -> None:
+            err = scope.get("app") and getattr(scope["app"].state, "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and err:
+                message = {**message, "message": err}
+            await send(message)
+
+        await self.app(scope, receive, quiet_send)
 
 
 def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_path: bool = True) -> FastAPI:
@@ -122,7 +165,11 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state = ServiceState(settings, cfg)
-        await state.start()
+        try:
+            await state.start()
+        except TwotowerError as e:
+            app.state.startup_error = f"twotower cannot start: {e}"
+            raise
         app.state.service = state
         gc.freeze()  # the models and indexes loaded at start-up: out of the collector's way
         keys = asyncio.create_task(_refresh_jwks(auth, cfg.serving.jwks_refresh_seconds))
@@ -130,7 +177,7 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
         keys.cancel()
         await state.stop()
 
-    app = Service(hot_path, title="twotower", version="0.1.0", lifespan=lifespan, max_body_size=MAX_BODY,
+    app = Service(hot_path, title="twotower", version="0.1.0", lifespan=lifespan,
                   telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
                   description="Personalised like/nope video recommendations from a two-tower model in pgvector.")
     app.state.auth = auth
@@ -138,17 +185,22 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
     for r in (routes.recommendations, routes.users, routes.decisions, routes.health):
         app.include_router(r)
 
+    # One error shape everywhere, {"detail", "errors"}, as the edge writes it.
+    @app.exception_handler(EdgeError)
+    async def edge_error(request: Request, exc: EdgeError):
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
+    async def invalid(request: Request, exc: RequestValidationError):  # path parameters
         return JSONResponse(validation_problem(list(exc.errors())), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # unknown path, method
+        return JSONResponse(problem(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception):
         logging.getLogger("twotower.serve").exception("unhandled error")
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return JSONResponse(problem("internal error"), status_code=500)
 
     return app

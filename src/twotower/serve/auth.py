@@ -3,7 +3,14 @@
 secret, RS256/ES256 with a public key, or the keys of a JWKS document (Supabase's asymmetric
 signing keys: `https://<project>.supabase.co/auth/v1/.well-known/jwks.json`), picked by the
 token's `kid`; a secret and a JWKS can be used together while a project migrates. A missing,
-bad or expired token is 401, never an empty list; another user's id is 403."""
+bad or expired token is 401, never an empty list; another user's id is 403.
+
+Claims, checked as Supabase issues them: a user token must carry `aud` = TWOTOWER_JWT_AUDIENCE
+(default `authenticated`; empty turns the check off), `iss` = TWOTOWER_JWT_ISSUER when that is set
+(`https://<project>.supabase.co/auth/v1`), a `sub`, an `exp`, and no `role` other than
+`authenticated`. A `service_role` token (Supabase's service key is one: `iss` "supabase", no `aud`,
+no `sub`) acts for anyone; its `aud` is not required, and its `iss` must be the configured issuer
+or "supabase" when an issuer is set. An `anon` token is refused: it names nobody."""
 
 from __future__ import annotations
 
@@ -16,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
-from fastapi import HTTPException, Request
+from fastapi import Request
 
 from twotower.config import Settings
+from twotower.serve.edge import BEARER, EdgeError
 
 log = logging.getLogger("twotower.serve")
 
@@ -47,14 +55,19 @@ class Principal:
 
     def require(self, user_id: str) -> None:
         if not self.service and self.user_id != user_id:
-            raise HTTPException(403, "this token may only act for its own user_id")
+            raise EdgeError(403, "this token may only act for its own user_id")
+
+
+def unauthorized(detail: str) -> EdgeError:
+    return EdgeError(401, detail, headers=BEARER)
 
 
 class Authenticator:
     def __init__(self, s: Settings) -> None:
         self.enabled = s.auth_enabled
         self.service_key = s.service_key
-        self.audience = s.jwt_audience
+        self.audience = s.jwt_audience or None
+        self.issuer = s.jwt_issuer or None
         if s.jwt_public_key:
             self.key, self.algorithms = s.jwt_public_key, ["RS256", "ES256"]
         else:
@@ -85,19 +98,23 @@ class Authenticator:
         return bool(self.jwks_source) and (age > every or (self.unknown_kid and age > 30))
 
     def __call__(self, request: Request) -> Principal:
-        return self.principal(request.headers.get("authorization", ""))
+        from twotower.serve.edge import header
 
-    def principal(self, header: str) -> Principal:
-        """Who sends a request with this Authorization header; HTTPException 401 if nobody."""
+        return self.principal(header(request.headers.raw, b"authorization"))
+
+    def principal(self, header: bytes | str | None) -> Principal:
+        """Who sends a request with this Authorization header; EdgeError 401 if nobody."""
         if not self.enabled:
             return Principal(None, True)
-        scheme, _, token = header.partition(" ")
+        if isinstance(header, bytes):
+            header = header.decode("latin-1")
+        scheme, _, token = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+            raise unauthorized("missing bearer token")
         if self.service_key and hmac.compare_digest(token.encode(), self.service_key.encode()):
             return Principal(None, True)
         if not (self.key or self.jwks):
-            raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+            raise unauthorized("invalid token")
         hit = self._verified.get(token)
         if hit is not None and hit[1] > time.time():
             return hit[0]
@@ -113,7 +130,7 @@ class Authenticator:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as e:
-            raise HTTPException(401, f"invalid token: {e}", headers={"WWW-Authenticate": "Bearer"}) from None
+            raise unauthorized(f"invalid token: {e}") from None
         if kid is not None and kid in self.jwks:
             k = self.jwks[kid]
             return k.key, [k.algorithm_name]
@@ -121,21 +138,34 @@ class Authenticator:
             self.unknown_kid = True
         if self.key:
             return self.key, self.algorithms
-        raise HTTPException(401, "token signed with an unknown key id", headers={"WWW-Authenticate": "Bearer"})
+        raise unauthorized("token signed with an unknown key id")
 
     def _verify(self, token: str) -> tuple[Principal, float]:
         key, algorithms = self._key(token)
         try:
-            claims = jwt.decode(token, key, algorithms=algorithms, audience=self.audience,
-                                options={"require": ["exp"], "verify_aud": self.audience is not None})
+            # aud and iss are checked below, where service_role tokens are told apart.
+            claims = jwt.decode(token, key, algorithms=algorithms,
+                                options={"require": ["exp"], "verify_aud": False, "verify_iss": False})
         except jwt.ExpiredSignatureError:
-            raise HTTPException(401, "token expired", headers={"WWW-Authenticate": "Bearer"}) from None
+            raise unauthorized("token expired") from None
         except jwt.PyJWTError as e:
-            raise HTTPException(401, f"invalid token: {e}", headers={"WWW-Authenticate": "Bearer"}) from None
+            raise unauthorized(f"invalid token: {e}") from None
         exp = float(claims["exp"])
-        if claims.get("role") == "service_role":
+        role, iss = claims.get("role"), claims.get("iss")
+        if role == "service_role":
+            if self.issuer and iss not in (self.issuer, "supabase"):
+                raise unauthorized(f"invalid token: issuer {iss!r} is not {self.issuer!r}")
             return Principal(None, True), exp
+        if role not in (None, "authenticated"):
+            raise unauthorized(f"invalid token: role {role!r} cannot act for a user (sign the user in)")
+        if self.issuer and iss != self.issuer:
+            raise unauthorized(f"invalid token: issuer {iss!r} is not {self.issuer!r}")
+        if self.audience:
+            aud = claims.get("aud")
+            auds = aud if isinstance(aud, list) else [aud]
+            if self.audience not in auds:
+                raise unauthorized(f"invalid token: audience {aud!r} is not {self.audience!r}")
         sub = claims.get("sub")
-        if not sub:
-            raise HTTPException(401, "token has no sub claim")
-        return Principal(str(sub), False), exp
+        if not sub or not isinstance(sub, str):
+            raise unauthorized("invalid token: no sub claim")
+        return Principal(sub, False), exp

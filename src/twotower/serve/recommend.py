@@ -11,14 +11,13 @@ import time
 import numpy as np
 import psycopg
 from psycopg import sql as psql
-from psycopg_pool import PoolTimeout
 
 from twotower.db import sql
 from twotower.embed import user_vectors_from_json
 from twotower.export import Artifacts
-from twotower.serve.state import ServiceState, now_ms
+from twotower.serve.state import DB_DOWN, ServiceState, now_ms
 
-DB_DOWN = (psycopg.OperationalError, PoolTimeout, OSError)
+__all__ = ["DB_DOWN", "recommend", "refresh_user", "fallback"]
 
 
 async def user_features(conn: psycopg.AsyncConnection, user_id: str, max_history: int) -> dict | None:
@@ -47,34 +46,36 @@ async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool
         return fallback(state, user_id, limit, t0)
     version = state.assign(user_id)
     try:
-        async with state.pool.connection() as conn:
-            if version is None:
-                return await _popular(state, conn, user_id, limit, exclude, "cold_start", None, t0)
-            art = state.models[version]
-            e = state.cfg.embedding
-            async with (conn.transaction() if limit > e.ef_search else contextlib.nullcontext()):
-                if limit > e.ef_search:  # transaction-local, so it never reaches the pool's next user
-                    await conn.execute(sql("search_settings"), {"ef_search": str(limit),
-                                                                "max_scan_tuples": str(e.max_scan_tuples)})
-                # The common case, one round trip: the stored vector is fresh.
-                rows = await _search(conn, art, user_id, None, limit, exclude)
-                if not rows:
-                    cur = await conn.execute(sql("serve_user_state"), {"version": version, "user_id": user_id})
-                    emb, fresh, has_decisions = await cur.fetchone()
-                    if not has_decisions:
-                        return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
-                    q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
-                    rows = await _search(conn, art, user_id, q, limit, exclude)
-            liked = rows.pop()[2] or []  # the last row carries the user's recent likes
-            ids = [r[0] for r in rows]
-            reasons = state.reasons.explain(liked, ids)
-            items = [{"video_id": v, "score": s, "reasons": why}
-                     for (v, s, _), why in zip(rows, reasons, strict=True)]
-            if len(items) < limit:  # the filter left the list short: fill with popular undecided
-                items += await _fill(state, conn, user_id, limit - len(items), set(ids), exclude, ["popular"])
-    except DB_DOWN:
-        state.db_ok = False
+        return await state.run(lambda conn: _recommend(state, conn, user_id, version, limit, exclude, t0))
+    except DB_DOWN:  # after one retry on a fresh connection: the database is really gone
         return fallback(state, user_id, limit, t0)
+
+
+async def _recommend(state: ServiceState, conn, user_id: str, version: str | None, limit: int, exclude: bool,
+                     t0: float) -> dict:
+    if version is None:
+        return await _popular(state, conn, user_id, limit, exclude, "cold_start", None, t0)
+    art = state.models[version]
+    e = state.cfg.embedding
+    async with (conn.transaction() if limit > e.ef_search else contextlib.nullcontext()):
+        if limit > e.ef_search:  # transaction-local, so it never reaches the pool's next user
+            await conn.execute(sql("search_settings"), {"ef_search": str(limit),
+                                                        "max_scan_tuples": str(e.max_scan_tuples)})
+        # The common case, one round trip: the stored vector is fresh.
+        rows = await _search(conn, art, user_id, None, limit, exclude)
+        if not rows:
+            cur = await conn.execute(sql("serve_user_state"), {"version": version, "user_id": user_id})
+            emb, fresh, has_decisions = await cur.fetchone()
+            if not has_decisions:
+                return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
+            q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
+            rows = await _search(conn, art, user_id, q, limit, exclude)
+    liked = rows.pop()[2] or []  # the last row carries the user's recent likes
+    ids = [r[0] for r in rows]
+    reasons = state.reasons.explain(liked, ids)
+    items = [{"video_id": v, "score": s, "reasons": why} for (v, s, _), why in zip(rows, reasons, strict=True)]
+    if len(items) < limit:  # the filter left the list short: fill with popular undecided
+        items += await _fill(state, conn, user_id, limit - len(items), set(ids), exclude, ["popular"])
     state.record(user_id, version, "two_tower", [i["video_id"] for i in items])
     return _body(user_id, version, "two_tower", items, t0)
 

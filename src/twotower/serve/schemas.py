@@ -1,17 +1,39 @@
-"""Request and response bodies. Unknown fields, wrong types, out-of-range limits, ids that are
-too long or hold a NUL byte are 422 with a clear JSON error (DESIGN §11)."""
+"""Request and response bodies. Requests are validated strictly (serve/edge.py): unknown fields,
+wrong JSON types (`"20"` or `20.0` for an integer, `1` for a boolean), out-of-range limits and
+ids that are too long, blank, padded with spaces or hold control or invisible characters are
+422 with a clear JSON error (DESIGN §11)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
+# Control characters (C0, DEL, C1) and the invisible format characters (soft hyphen, zero-width
+# and direction marks, word joiners, BOM) nowhere; white space not at either end. The same
+# pattern is published in the OpenAPI document, so clients (and schemathesis) know the rule.
+_BAD = "\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff"
+ID_PATTERN = f"^[^{_BAD}\\s](?:[^{_BAD}]*[^{_BAD}\\s])?$"
+_ID = re.compile(ID_PATTERN)
+
+
+def _clean_id(v: str) -> str:
+    if not _ID.fullmatch(v):
+        if not v.strip():
+            raise ValueError("must not be blank")
+        if v != v.strip():
+            raise ValueError("must not start or end with white space")
+        raise ValueError("must hold only visible characters (no control or zero-width characters)")
+    return v
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_clean_id),
+               Field(json_schema_extra={"pattern": ID_PATTERN})]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RecommendationRequest(Strict):
@@ -47,6 +69,7 @@ class DecisionResponse(BaseModel):
     decision_type: str
     recorded_at: str
     embedding_refreshed: list[str]
+    embedding_error: str | None = None  # the decision is saved; its embedding refresh was not
 
 
 class EmbeddingResponse(BaseModel):
@@ -55,5 +78,13 @@ class EmbeddingResponse(BaseModel):
     took_ms: float
 
 
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str | None
+
+
 class Problem(BaseModel):
+    """Every error answer, whatever the status."""
+
     detail: str
+    errors: list[ErrorItem] = []

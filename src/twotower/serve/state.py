@@ -14,15 +14,19 @@ from pathlib import Path
 
 import psycopg
 from pgvector.psycopg import register_vector_async
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from twotower import db
 from twotower.config import Config, Settings
 from twotower.db import sql
+from twotower.errors import ArtifactError, TwotowerError
 from twotower.export import Artifacts, load_artifacts
 from twotower.serve.reasons import ReasonIndex
 
 log = logging.getLogger("twotower.serve")
+# What a request sees when the database (or its connection to it) is gone. TimeoutError (the
+# request budget) is an OSError.
+DB_DOWN = (psycopg.OperationalError, PoolTimeout, OSError)
 
 
 @dataclass
@@ -37,6 +41,8 @@ class ServiceState:
     reasons: ReasonIndex = field(default_factory=ReasonIndex.empty)
     reasons_mark: tuple | None = None  # (videos, last video change) the index was built at
     db_ok: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # active versions that could not load
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)  # run the database probe now
     log_queue: asyncio.Queue | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -72,12 +78,14 @@ class ServiceState:
                 await AsyncConnectionPool.check_connection(conn)
             last_used[id(conn)] = now
 
-        self.pool = AsyncConnectionPool(url, min_size=self.settings.pool_min, max_size=self.settings.pool_max,
-                                        configure=configure, check=check,
-                                        open=False, timeout=5.0, kwargs={"connect_timeout": 3})
+        budget = self.cfg.serving.request_timeout_seconds
+        self.pool = db.AsyncPool(url, min_size=self.settings.pool_min, max_size=self.settings.pool_max,
+                                 configure=configure, check=check, open=False, timeout=budget,
+                                 kwargs={"connect_timeout": max(1, round(budget))})
         await self.pool.open(wait=True, timeout=30)
         self.db_ok = True
-        await self.refresh_models()
+        await self.warn_if_not_durable()
+        await self.refresh_models(initial=True)
         await self.refresh_popular()
         await self.refresh_reasons()
         await self.warm_up()
@@ -86,7 +94,7 @@ class ServiceState:
         self.tasks = [asyncio.create_task(self._loop(self.refresh_models, sv.models_refresh_seconds)),
                       asyncio.create_task(self._loop(self.refresh_popular, sv.popular_refresh_seconds)),
                       asyncio.create_task(self._loop(self.refresh_reasons, sv.reasons_refresh_seconds)),
-                      asyncio.create_task(self._loop(self.check_db, 1.0)),
+                      asyncio.create_task(self._probe_loop()),
                       asyncio.create_task(self._flush_logs())]
 
     async def stop(self) -> None:
@@ -106,18 +114,92 @@ class ServiceState:
             except Exception as e:  # a background refresh must never kill the service
                 log.warning("background %s failed: %s", fn.__name__, e)
 
+    # ------------------------------------------------------------------ the database, carefully
+    async def run(self, fn):
+        """`await fn(conn)` on a pooled connection within the request budget. A connection that
+        turns out dead (database restarted, backend terminated) is dropped with every other dead
+        one in the pool, and the call retried once, so dead connections never fail a request
+        while the database is up. Raises a DB_DOWN error when the database is really unreachable.
+        Callers retry only idempotent work (reads, upserts)."""
+        async with asyncio.timeout(self.cfg.serving.request_timeout_seconds):
+            for attempt in (0, 1):
+                try:
+                    async with self.pool.connection() as conn:
+                        return await fn(conn)
+                except PoolTimeout:
+                    self._wake.set()
+                    raise
+                except (psycopg.OperationalError, OSError):
+                    if attempt:
+                        self._wake.set()  # let the probe decide whether the database is down
+                        raise
+                    # Its siblings probably died with it. Checking them one by one at checkout
+                    # would back off (psycopg_pool sleeps 1 s, then 2 s between failed checks).
+                    await self.pool.check()
+
+    async def _probe_loop(self) -> None:
+        """The only place that decides the database is down (fallback on) or back (fallback off):
+        every second while it is up, every 0.2 s while it is down, and at once when a request
+        could not reach it."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1.0 if self.db_ok else 0.2)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.check_db()
+            except Exception as e:  # the probe must never stop
+                log.warning("database probe failed: %s", e)
+
+    async def check_db(self) -> None:
+        if self.db_ok:
+            try:
+                await self.run(lambda conn: conn.execute("SELECT 1"))
+            except DB_DOWN:
+                log.error("database unreachable: serving the in-memory popularity fallback")
+                self.db_ok = False
+            return
+        # Down: ask the server directly, not the pool, whose reconnect attempts back off.
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=1) as conn:
+                await conn.execute("SELECT 1")
+        except (psycopg.Error, OSError):
+            return
+        log.warning("database is reachable again")
+        await self.pool.check()  # pooled connections from before the outage are dead: drop them now
+        self.db_ok = True
+
+    async def warn_if_not_durable(self) -> None:
+        """A 2xx on a write means committed to disk: say so loudly when the server or the role
+        has synchronous_commit off (a crash would then lose acknowledged decisions)."""
+        async with self.pool.connection() as conn:
+            value = (await (await conn.execute("SHOW synchronous_commit")).fetchone())[0]
+        if value == "off":
+            log.warning("synchronous_commit is off for this server or role: a crash can lose decisions "
+                        "that were already acknowledged. Turn it on (ALTER ROLE ... SET synchronous_commit = on)")
+
     # ------------------------------------------------------------------ models and A/B
-    async def refresh_models(self) -> None:
-        """Load every active version once (new ones only); read the traffic split."""
+    async def refresh_models(self, initial: bool = False) -> None:
+        """Load every active version once (new ones only); read the traffic split. A version whose
+        artifacts do not verify is left out of the traffic and reported (`failed`, /readyz); at
+        start-up, if no active version loads, the service refuses to start."""
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(
                 "SELECT version, model_path, traffic_share FROM embedding_model_versions "
                 "WHERE is_active AND traffic_share > 0 ORDER BY version")).fetchall()
         for version, path, _ in rows:
-            if version not in self.models:
-                self.models[version] = await asyncio.to_thread(load_artifacts, Path(path), 1)
-                log.info("loaded model %s from %s", version, path)
-        self.shares = [(v, float(s)) for v, _, s in rows]
+            if version not in self.models and version not in self.failed:
+                try:
+                    self.models[version] = await asyncio.to_thread(load_artifacts, Path(path), 1)
+                    log.info("loaded model %s from %s", version, path)
+                except TwotowerError as e:
+                    self.failed[version] = str(e)
+                    log.error("model %s is not served: %s", version, e)
+        if initial and rows and not any(v in self.models for v, _, _ in rows):
+            raise ArtifactError("no active model version could be loaded: "
+                                + "; ".join(f"{v}: {m}" for v, m in self.failed.items()))
+        self.shares = [(v, float(s)) for v, _, s in rows if v in self.models]
 
     def assign(self, user_id: str) -> str | None:
         """Stable A/B assignment: hash(salt, user_id) -> [0, 1) against cumulative shares."""
@@ -162,19 +244,6 @@ class ServiceState:
         t0 = time.perf_counter()
         self.reasons, self.reasons_mark = await asyncio.to_thread(load), mark
         log.info("reasons index: %d videos in %.1f s", self.reasons.videos, time.perf_counter() - t0)
-
-    # ------------------------------------------------------------------ database health
-    async def check_db(self) -> None:
-        try:
-            async with self.pool.connection(timeout=2.0) as conn:
-                await conn.execute("SELECT 1")
-            if not self.db_ok:
-                log.warning("database is reachable again")
-            self.db_ok = True
-        except Exception:
-            if self.db_ok:
-                log.error("database unreachable: serving the in-memory popularity fallback")
-            self.db_ok = False
 
     # ------------------------------------------------------------------ recommendation log
     def record(self, user_id: str, version: str | None, source: str, video_ids: list[str]) -> None:

@@ -1,0 +1,66 @@
+"""The command line as a user meets it: usage mistakes are one line and exit 2 (click's code);
+a service that cannot start says why in one line."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.helpers import load_world
+from tests.test_serve import SVC, app_settings, setup_model
+from twotower import registry
+from twotower.serve import create_app
+
+
+def twotower(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "twotower.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("args", [
+    ["recommend", "u1", "--limit", "0"], ["synth", "--users", "abc"], ["recommend"],
+    ["recommend", "u1", "--bogus"], ["no-such-command"], ["db", "reset"], ["models", "traffic"],
+    ["serve", "--port", "http"], ["db", "status", "extra"],
+])
+def test_usage_errors_are_one_line_exit_2(args):
+    p = twotower(*args)
+    assert p.returncode == 2, (args, p.returncode, p.stderr[-500:])
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip() and "RuntimeDirWarning" not in ln
+             and "return Path(" not in ln]
+    assert len(lines) == 1 and lines[0].startswith("error: "), (args, p.stderr)
+    assert "Traceback" not in p.stderr + p.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["db"], ["models"]])
+def test_a_group_without_a_command_shows_its_help_and_exits_2(args):
+    p = twotower(*args)
+    assert p.returncode == 2 and "Usage" in p.stdout + p.stderr and "Traceback" not in p.stdout + p.stderr
+
+
+def test_serve_refuses_a_tampered_active_version_in_one_line(conn, settings, tmp_path):
+    load_world(conn)
+    art = setup_model(conn, settings, tmp_path)
+    (art.path / "normalizer.json").write_text("{}")
+    env = {"DATABASE_URL": settings.database_url, "TWOTOWER_HOME": str(settings.home),
+           "TWOTOWER_JWT_SECRET": "x" * 32}
+    p = twotower("serve", "--port", "1", env=env)
+    assert p.returncode == 1, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "normalizer.json" in errors[0] and "Traceback" not in p.stderr
+
+
+def test_a_bad_version_beside_a_good_one_is_reported_not_served(conn, settings, tmp_path):
+    load_world(conn)
+    setup_model(conn, settings, tmp_path, "good")
+    bad = setup_model(conn, settings, tmp_path, "bad", activate=False)
+    registry.set_traffic(conn, {"good": 0.5, "bad": 0.5})
+    (bad.path / "vocab_tag.json").write_text("[]")
+    with TestClient(create_app(app_settings(settings))) as c:
+        ready = c.get("/readyz").json()
+        assert ready["status"] == "ready" and ready["models"] == ["good"] and "bad" in ready["failed"]
+        assert ready["traffic"] == {"good": 0.5}
+        for u in ("a", "b", "c", "d", "e", "f"):  # everyone is served by the version that loaded
+            r = c.post("/v1/recommendations", json={"user_id": u}, headers=SVC).json()
+            assert r["model_version"] in (None, "good")
