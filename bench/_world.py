@@ -28,13 +28,13 @@ def build_world(name: str, users: int, videos: int, decisions: int, keep: bool =
     s = Settings(TWOTOWER_HOME=home, DATABASE_URL=None)
     if keep and marker.exists():
         with db.connection(s) as conn:
-            db.migrate(conn)  # a world built by an older commit gets the current schema
+            db.migrate(conn, demo_tables=True, roles=True)  # a world built by an older commit gets the current schema
         return s, {"reused": True}
     shutil.rmtree(home, ignore_errors=True)
     t = {}
     cfg = load_config(None, MODEL)
     with db.connection(s) as conn:
-        db.migrate(conn)
+        db.migrate(conn, demo_tables=True, roles=True)
         t0 = time.perf_counter()
         synth.load(conn, synth.generate(synth.SynthSpec(users=users, videos=videos, decisions=decisions, seed=1)))
         t["synth_s"] = time.perf_counter() - t0

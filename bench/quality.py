@@ -55,7 +55,7 @@ def main() -> None:
     s = Settings(TWOTOWER_HOME=home, DATABASE_URL=None)
     t0 = time.perf_counter()
     with db.connection(s) as conn:
-        db.migrate(conn)
+        db.migrate(conn, demo_tables=True, roles=True)
         importers.ingest(conn, importers.read_movielens(Path(a.data)))
         frames = load_frames(conn)
     db.stop_embedded(s)

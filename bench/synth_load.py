@@ -35,7 +35,7 @@ def main() -> None:
     url = db.database_url(s)
     t_start = time.perf_counter() - t
     with db.connection(url=url) as conn:
-        db.migrate(conn)
+        db.migrate(conn, demo_tables=True, roles=True)
         t0 = time.perf_counter()
         data = synth.generate(synth.SynthSpec(users=a.users, videos=a.videos, decisions=a.decisions, seed=1))
         t1 = time.perf_counter()

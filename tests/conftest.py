@@ -33,7 +33,7 @@ def admin_url(pg_home: Path) -> str:
         conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
         conn.execute(f"CREATE DATABASE {TEMPLATE}")
     with db.connection(url=_with_db(url, TEMPLATE)) as conn:
-        db.migrate(conn)
+        db.migrate(conn, demo_tables=True, roles=True)
     return url
 
 

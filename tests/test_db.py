@@ -8,7 +8,7 @@ from twotower.errors import StoreUnavailable
 
 
 def test_migrations_are_idempotent(conn):
-    assert db.migrate(conn) == []  # the template already applied them
+    assert db.migrate(conn, demo_tables=True, roles=True) == []  # the template already applied them
     versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
     assert [v for (v,) in versions] == [v for v, _, _ in db.migrations()]
 
@@ -16,7 +16,7 @@ def test_migrations_are_idempotent(conn):
 def test_schema_tables_and_checks(conn, settings):
     st = db.status(conn, settings)
     assert st.pgvector and st.pgvector >= "0.8"
-    assert set(db.APP_TABLES) <= set(st.counts)
+    assert set(db.SOURCE_VIEWS) <= set(st.counts) and set(db.OWN_TABLES) <= set(st.counts)
     assert not st.pending
     conn.execute("INSERT INTO profiles (user_id) VALUES ('u')")
     conn.execute("INSERT INTO videos (id) VALUES ('v')")
@@ -37,7 +37,7 @@ def test_reset_drops_data(conn):
     conn.execute("INSERT INTO videos (id) VALUES ('v')")
     conn.commit()
     db.reset(conn)
-    db.migrate(conn)
+    db.migrate(conn, demo_tables=True, roles=True)
     assert count(conn, "videos") == 0
 
 
@@ -59,7 +59,7 @@ def test_database_url_points_to_a_second_server(tmp_path, monkeypatch):
     url = db.database_url(other)
     try:
         with db.connection(url=url) as c:
-            db.migrate(c)
+            db.migrate(c, demo_tables=True, roles=True)
             c.execute("INSERT INTO videos (id) VALUES ('only-here')")
             c.commit()
         monkeypatch.setenv("DATABASE_URL", url)

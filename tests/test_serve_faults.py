@@ -25,7 +25,7 @@ def own_server(tmp_path_factory):
     embedded = Settings(TWOTOWER_HOME=home, DATABASE_URL=None)
     url = db.database_url(embedded)
     with db.connection(url=url) as conn:
-        db.migrate(conn)
+        db.migrate(conn, demo_tables=True, roles=True)
         load_world(conn)
         setup_model(conn, Settings(DATABASE_URL=url, TWOTOWER_HOME=home), home)
         video = conn.execute("SELECT id FROM videos ORDER BY id LIMIT 1").fetchone()[0]

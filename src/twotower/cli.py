@@ -49,12 +49,28 @@ def store(s: Settings | None = None) -> Iterator[psycopg.Connection]:
 
 # --------------------------------------------------------------------------- db
 
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config file (the `source` mapping, ...)")]
+
+
+def _init(conn, s: Settings, config: Path | None, demo_tables: bool | None) -> list[str]:
+    """Install or upgrade the schema. The seed-shaped demo tables are created only where twotower
+    runs its own database (no DATABASE_URL), unless asked otherwise; so are Supabase's roles."""
+    embedded = not s.database_url
+    return db.migrate(conn, load_config(config).source, demo_tables=embedded if demo_tables is None else demo_tables,
+                      roles=embedded)
+
+
 @db_app.command("init")
-def db_init() -> None:
-    """Start the embedded server if needed and apply pending migrations (idempotent)."""
+def db_init(
+    config: ConfigOpt = None,
+    demo_tables: Annotated[bool | None, typer.Option(
+        "--demo-tables/--no-demo-tables",
+        help="create the seed-shaped source tables (default: only for the embedded database)")] = None,
+) -> None:
+    """Start the embedded server if needed; install or upgrade twotower's schema (idempotent)."""
     s = settings()
     with db.connection(s) as conn:
-        applied = db.migrate(conn)
+        applied = _init(conn, s, config, demo_tables)
     console.print(f"schema ready ({'applied ' + ', '.join(applied) if applied else 'up to date'})")
 
 
@@ -80,15 +96,19 @@ def db_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @db_app.command("reset")
-def db_reset(yes: Annotated[bool, typer.Option("--yes", help="Really drop every table.")] = False) -> None:
-    """Drop all twotower tables (and the app tables it created), then re-create the schema."""
+def db_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Really drop what twotower created.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Drop what twotower created (its schema; the demo tables only if it created them), then
+    install the empty schema again. The app's own tables are never touched."""
     if not yes:
-        raise typer.BadParameter("this deletes all data; pass --yes to confirm")
+        raise typer.BadParameter("this deletes twotower's data; pass --yes to confirm")
     s = settings()
     with db.connection(s) as conn:
-        db.reset(conn)
-        db.migrate(conn)
-    console.print("database reset: empty schema re-created")
+        dropped = db.reset(conn)
+        _init(conn, s, config, None)
+    console.print(f"dropped: {', '.join(dropped) or 'nothing (no twotower schema)'}; empty schema re-created")
 
 
 @db_app.command("stop")
@@ -479,7 +499,7 @@ def recommend(
                 console.print(f"[bold]{u}[/]: no decisions yet (the service answers with popular videos)")
                 continue
             rows = emb.search(conn, v.version, art.dim, q, limit, user_id=u)
-            titles = dict(conn.execute("SELECT id, title FROM videos WHERE id = ANY(%s)", ([r[0] for r in rows],)).fetchall())
+            titles = dict(conn.execute("SELECT id, title FROM src_videos WHERE id = ANY(%s)", ([r[0] for r in rows],)).fetchall())
             t = Table("#", "video", "title", "score", title=f"{u} ({v.version}, {j['like_count']} likes)")
             for k, (vid, score) in enumerate(rows, 1):
                 t.add_row(str(k), vid, titles.get(vid) or "", f"{score:.4f}")
@@ -513,9 +533,9 @@ def token(
 def sample_users(n: int = 2, cold: bool = False) -> None:
     """Print user ids: the most active ones, or (--cold) ones without decisions."""
     with store() as conn:
-        q = ("SELECT p.user_id FROM profiles p WHERE NOT EXISTS (SELECT 1 FROM user_video_decisions d "
+        q = ("SELECT p.user_id FROM src_profiles p WHERE NOT EXISTS (SELECT 1 FROM src_decisions d "
              "WHERE d.user_id = p.user_id) ORDER BY 1 LIMIT %s") if cold else \
-            "SELECT user_id FROM user_video_decisions GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT %s"
+            "SELECT user_id FROM src_decisions GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT %s"
         print(" ".join(r[0] for r in conn.execute(q, (n,)).fetchall()))
 
 

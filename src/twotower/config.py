@@ -109,6 +109,21 @@ class ServingConfig:
 
 
 @dataclass
+class SourceConfig:
+    """Where the app's tables are and what their columns are called (DESIGN §2). twotower reads
+    them through views it creates in its own schema (ids cast to text) and never alters them. A
+    table the app does not have is `table: null`; a column it lacks is `null` (read as missing).
+    Keys left out keep the seed's names."""
+
+    schema: str = "public"
+    profiles: dict = field(default_factory=lambda: {"table": "profiles"})
+    videos: dict = field(default_factory=lambda: {"table": "videos"})
+    video_tags: dict = field(default_factory=lambda: {"table": "video_tags"})
+    video_performers: dict = field(default_factory=lambda: {"table": "video_performers"})
+    decisions: dict = field(default_factory=lambda: {"table": "user_video_decisions"})
+
+
+@dataclass
 class Config:
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -117,6 +132,7 @@ class Config:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,7 +140,7 @@ class Config:
     def digest(self) -> str:
         """Stable hash: tells when a model was trained with other settings (gorse-style).
         Service settings do not change a model, so they are left out."""
-        d = {k: v for k, v in self.to_dict().items() if k != "serving"}
+        d = {k: v for k, v in self.to_dict().items() if k not in ("serving", "source")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod

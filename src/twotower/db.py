@@ -19,15 +19,22 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
-from twotower.config import Settings
+from twotower.config import Settings, SourceConfig
 from twotower.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-APP_TABLES = ("profiles", "videos", "video_tags", "video_performers", "user_video_decisions")
+SCHEMA = "twotower"  # everything twotower owns lives here, never in `public`
+# Every connection resolves names in twotower's schema first, then the app's and the extension's
+# (Supabase keeps `vector` in `extensions`). Set at connect time, so it is not session state a
+# request could leak; SQL functions pin their own search_path.
+SEARCH_PATH = "twotower,public,extensions"
+LEGACY_SCHEMA = "public"  # where installs older than the twotower schema kept their tables
+APP_TABLES = ("profiles", "videos", "video_tags", "video_performers", "user_video_decisions")  # the demo's
+SOURCE_VIEWS = ("src_profiles", "src_videos", "src_video_tags", "src_video_performers", "src_decisions")
 OWN_TABLES = (
     "embedding_model_versions", "feature_importance", "video_embeddings", "user_embeddings",
-    "batch_runs", "recommendation_log",
+    "batch_runs", "recommendation_log", "model_activations",
 )
 MIN_PGVECTOR = (0, 8, 4)
 
@@ -139,7 +146,7 @@ def connect(settings: Settings | None = None, url: str | None = None,
     settings = settings or Settings()
     url = url or database_url(settings)
     try:
-        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **conn_kwargs(url))
     except psycopg.OperationalError as e:
         raise StoreUnavailable(
             f"cannot connect to the database ({_redact(url)}): {str(e).strip().splitlines()[0]}. "
@@ -169,8 +176,17 @@ def make_pool(settings: Settings, url: str | None = None, min_size: int | None =
         configure=_configure,
         check=ConnectionPool.check_connection,
         open=open,
-        kwargs={"connect_timeout": 5},
+        kwargs={"connect_timeout": 5, **conn_kwargs(url or database_url(settings))},
     )
+
+
+def conn_kwargs(url: str) -> dict[str, str]:
+    """Connection parameters every twotower connection adds: the search_path, beside any
+    `options` the URL already carries."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = str(conninfo_to_dict(url).get("options") or "")
+    return {"options": f"{given} -c search_path={SEARCH_PATH}".strip()}
 
 
 class _BoundedBackoff(AttemptWithBackoff):
@@ -198,44 +214,124 @@ def _redact(url: str) -> str:
 
 # --------------------------------------------------------------------------- schema
 
-def migrate(conn: psycopg.Connection) -> list[str]:
-    """Apply pending migrations, each in its own transaction; idempotent. Returns the applied."""
+def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_tables: bool = False,
+            roles: bool = False) -> list[str]:
+    """Install or upgrade twotower's schema; idempotent, serialised by an advisory lock.
+
+    In order: pgvector, the `twotower` schema (adopting the tables of a pre-0.2 install from
+    `public`), the seed-shaped demo tables if asked (`demo_tables`, the embedded default), the
+    source views over the app's tables (`source`), the numbered migrations (each in its own
+    transaction), then Supabase's API roles (`roles`: only on twotower's own server), Supabase's
+    auth helpers where the database has none, and the grants and RLS policies (security.sql).
+    Returns what it applied."""
+    from twotower import source as src
+
+    source = source or SourceConfig()
     applied: list[str] = []
     with conn.transaction():
-        # Serialise concurrent `db init`s; released at commit.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('twotower.migrate'))")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
-    conn.commit()
+        _ensure_vector(conn)
+        conn.execute("CREATE SCHEMA IF NOT EXISTS twotower")
+        if _adopt_legacy(conn):
+            applied.append("moved twotower's tables from public to schema twotower")
+        conn.execute("CREATE TABLE IF NOT EXISTS twotower.schema_migrations ("
+                     " version integer PRIMARY KEY, name text NOT NULL,"
+                     " applied_at timestamptz NOT NULL DEFAULT now())")
+        # What twotower created outside its own schema, so `db reset` removes exactly that.
+        conn.execute("CREATE TABLE IF NOT EXISTS twotower.installed ("
+                     " object text PRIMARY KEY, detail text, created_at timestamptz NOT NULL DEFAULT now())")
+        if demo_tables and not _installed(conn, "demo_tables"):
+            taken = [t for t in APP_TABLES if _exists(conn, source.schema, t)]
+            if taken:
+                raise StoreUnavailable(f"{source.schema} already has {', '.join(taken)} that twotower did not "
+                                       "create: point `source` at them instead of creating demo tables")
+            conn.execute("SELECT set_config('search_path', %s, true)", (f"{source.schema},twotower",))
+            conn.execute(sql("demo/source_tables"))
+            conn.execute("SELECT set_config('search_path', %s, true)", (SEARCH_PATH,))
+            conn.execute("INSERT INTO twotower.installed (object, detail) VALUES ('demo_tables', %s)",
+                         (source.schema,))
+            applied.append(f"demo tables in {source.schema}")
+        src.install(conn, source, demo=_installed(conn, "demo_tables"))
+    done = {r[0] for r in conn.execute("SELECT version FROM twotower.schema_migrations").fetchall()}
     for version, name, text in migrations():
         if version in done:
             continue
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('twotower.migrate'))")
-            exists = conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
-            ).fetchone()
-            if exists:
+            if conn.execute("SELECT 1 FROM twotower.schema_migrations WHERE version = %s", (version,)).fetchone():
                 continue
             conn.execute(text)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
-            )
+            conn.execute("INSERT INTO twotower.schema_migrations (version, name) VALUES (%s, %s)", (version, name))
         applied.append(f"{version:03d}_{name}")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('twotower.migrate'))")
+        if roles:
+            conn.execute(sql("roles"))
+        if conn.execute("SELECT to_regprocedure('auth.jwt()')").fetchone()[0] is None:
+            had_auth = _schema_exists(conn, "auth")
+            conn.execute(sql("auth_shim"))
+            conn.execute("INSERT INTO twotower.installed (object, detail) VALUES ('auth_shim', %s) "
+                         "ON CONFLICT DO NOTHING", ("functions" if had_auth else "schema",))
+        conn.execute(sql("security"))
     _configure(conn)
     return applied
 
 
+def _exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    return conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, name)).fetchone()[0] \
+        is not None
+
+
+def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+
+
+def _installed(conn: psycopg.Connection, obj: str) -> bool:
+    return conn.execute("SELECT 1 FROM twotower.installed WHERE object = %s", (obj,)).fetchone() is not None
+
+
+def _ensure_vector(conn: psycopg.Connection) -> None:
+    """pgvector, in `extensions` where that schema exists (Supabase's layout), else `public`."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+        return
+    where = "extensions" if _schema_exists(conn, "extensions") else "public"
+    conn.execute(psycopg.sql.SQL("CREATE EXTENSION vector SCHEMA {}").format(psycopg.sql.Identifier(where)))
+
+
+def _adopt_legacy(conn: psycopg.Connection) -> bool:
+    """A database set up before twotower had its own schema keeps its tables in `public`: move
+    them (with their indexes and rows) into `twotower`, drop their foreign keys into the app's
+    tables and the old functions, and record the demo tables as twotower's (they were)."""
+    old, ident = LEGACY_SCHEMA, psycopg.sql.Identifier
+    if not _exists(conn, old, "schema_migrations") or not _exists(conn, old, "embedding_model_versions") \
+            or _exists(conn, SCHEMA, "schema_migrations"):
+        return False
+    for t in OWN_TABLES:
+        if _exists(conn, old, t):
+            conn.execute(psycopg.sql.SQL("ALTER TABLE {}.{} SET SCHEMA twotower").format(ident(old), ident(t)))
+    for t, fk in (("video_embeddings", "video_embeddings_video_id_fkey"), ("user_embeddings", "user_embeddings_user_id_fkey")):
+        conn.execute(psycopg.sql.SQL("ALTER TABLE twotower.{} DROP CONSTRAINT IF EXISTS {}").format(
+            psycopg.sql.Identifier(t), psycopg.sql.Identifier(fk)))
+    for fn in ("get_user_embedding_features", "get_item_embedding_features", "twotower_touch_updated_at",
+               "twotower_touch_parent_video"):
+        conn.execute(psycopg.sql.SQL("DROP FUNCTION IF EXISTS {}.{} CASCADE").format(ident(old), ident(fn)))
+    conn.execute(psycopg.sql.SQL("DROP TABLE {}.{}").format(ident(old), ident("schema_migrations")))
+    conn.execute("CREATE TABLE IF NOT EXISTS twotower.installed ("
+                 " object text PRIMARY KEY, detail text, created_at timestamptz NOT NULL DEFAULT now())")
+    conn.execute("INSERT INTO twotower.installed (object, detail) VALUES ('demo_tables', %s) ON CONFLICT DO NOTHING",
+                 (old,))
+    conn.execute("SELECT set_config('search_path', %s, true)", (f"{old},twotower",))
+    conn.execute(sql("demo/source_tables"))  # re-creates the change-tracking triggers with the new functions
+    conn.execute("SELECT set_config('search_path', %s, true)", (SEARCH_PATH,))
+    return True
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Fail with a clear message if `twotower db init` has not been run."""
-    row = conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()
+    row = conn.execute("SELECT to_regclass('twotower.schema_migrations')").fetchone()
     if row is None or row[0] is None:
         raise StoreUnavailable("the database has no twotower schema: run `twotower db init` first")
-    n = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
+    n = conn.execute("SELECT count(*) FROM twotower.schema_migrations").fetchone()[0]
     conn.commit()
     if n < len(migrations()):
         raise StoreUnavailable("the schema is out of date: run `twotower db init` to migrate it")
@@ -274,30 +370,48 @@ def status(conn: psycopg.Connection, settings: Settings) -> DbStatus:
     if conn.execute("SHOW synchronous_commit").fetchone()[0] == "off":
         warnings.append("synchronous_commit is off for this server or role: a crash can lose writes that "
                         "were already acknowledged (ALTER ROLE ... SET synchronous_commit = on)")
-    has_mig = conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0]
+    has_mig = _exists(conn, SCHEMA, "schema_migrations")
     applied = []
     if has_mig:
         applied = [f"{v:03d}_{n}" for v, n in conn.execute(
-            "SELECT version, name FROM schema_migrations ORDER BY version").fetchall()]
+            "SELECT version, name FROM twotower.schema_migrations ORDER BY version").fetchall()]
+    elif _exists(conn, LEGACY_SCHEMA, "schema_migrations"):
+        warnings.append("twotower's tables are in public (an install older than its own schema): "
+                        "`twotower db init` moves them into schema twotower")
     pending = [f"{v:03d}_{n}" for v, n, _ in migrations() if f"{v:03d}_{n}" not in applied]
     counts = {}
-    for t in APP_TABLES + OWN_TABLES:
-        reg = conn.execute("SELECT to_regclass(%s)", (f"public.{t}",)).fetchone()[0]
-        if reg:
-            counts[t] = conn.execute(
-                psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(t))
-            ).fetchone()[0]
+    for t in SOURCE_VIEWS + OWN_TABLES:
+        if _exists(conn, SCHEMA, t):
+            counts[t] = conn.execute(psycopg.sql.SQL("SELECT count(*) FROM twotower.{}").format(
+                psycopg.sql.Identifier(t))).fetchone()[0]
     conn.commit()
     return DbStatus(server, _redact(conn.info.dsn), not settings.database_url, pgvector, applied,
                     pending, counts, warnings)
 
 
-def reset(conn: psycopg.Connection) -> None:
-    """Drop every table twotower created (app tables included) in one transaction."""
+def reset(conn: psycopg.Connection) -> list[str]:
+    """Drop what twotower created and nothing else, in one transaction: its schema, plus the demo
+    tables and Supabase's auth helpers only where twotower recorded creating them. Returns what
+    it dropped."""
+    dropped: list[str] = []
     with conn.transaction():
-        for t in (*OWN_TABLES, *reversed(APP_TABLES), "schema_migrations", "batch_state"):
-            conn.execute(psycopg.sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
-                psycopg.sql.Identifier(t)))
-        for fn in ("get_user_embedding_features", "get_item_embedding_features"):
-            conn.execute(psycopg.sql.SQL("DROP FUNCTION IF EXISTS {} CASCADE").format(
-                psycopg.sql.Identifier(fn)))
+        if not _schema_exists(conn, SCHEMA):
+            return dropped
+        made = dict(conn.execute("SELECT object, detail FROM twotower.installed").fetchall()) \
+            if _exists(conn, SCHEMA, "installed") else {}
+        conn.execute("DROP SCHEMA twotower CASCADE")  # first: its views read the demo tables
+        dropped.append("schema twotower")
+        if "demo_tables" in made:
+            schema = made["demo_tables"] or LEGACY_SCHEMA
+            for t in reversed(APP_TABLES):
+                if _exists(conn, schema, t):
+                    conn.execute(psycopg.sql.SQL("DROP TABLE {}.{}").format(
+                        psycopg.sql.Identifier(schema), psycopg.sql.Identifier(t)))
+                    dropped.append(f"table {schema}.{t}")
+        if made.get("auth_shim") == "schema":
+            conn.execute("DROP SCHEMA IF EXISTS auth CASCADE")
+            dropped.append("schema auth (twotower's stand-in for Supabase's)")
+        elif made.get("auth_shim") == "functions":
+            conn.execute("DROP FUNCTION IF EXISTS auth.jwt(), auth.uid(), auth.role()")
+            dropped.append("functions auth.jwt/uid/role")
+    return dropped

@@ -26,6 +26,11 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 }
 
 
+# Where each frame is read from: twotower's views over the app's tables (source.py).
+VIEWS = {"profiles": "src_profiles", "videos": "src_videos", "video_tags": "src_video_tags",
+         "video_performers": "src_video_performers", "user_video_decisions": "src_decisions"}
+
+
 @dataclass
 class Frames:
     """Everything the learning stages read, as polars frames."""
@@ -94,9 +99,9 @@ def load_frames(conn: psycopg.Connection, since: datetime | None = None,
 
     def q(t: str, order: str) -> sql.Composable:
         return sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-            cols(t), sql.Identifier(t), sql.SQL(order))
+            cols(t), sql.Identifier(VIEWS[t]), sql.SQL(order))
 
-    dq = sql.SQL("SELECT {} FROM user_video_decisions WHERE created_at >= %(since)s "
+    dq = sql.SQL("SELECT {} FROM src_decisions WHERE created_at >= %(since)s "
                  "AND created_at < %(until)s ORDER BY created_at, user_id, video_id").format(
         cols("user_video_decisions"))
     params = {"since": since or datetime(1900, 1, 1, tzinfo=UTC),

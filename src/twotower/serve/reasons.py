@@ -34,8 +34,8 @@ class ReasonIndex:
     @classmethod
     def load(cls, conn: psycopg.Connection) -> ReasonIndex:
         schema = {"video_id": pl.Utf8, "name": pl.Utf8}
-        tags = read_query(conn, "SELECT video_id, tag_name AS name FROM video_tags", schema)
-        perf = read_query(conn, "SELECT video_id, performer_name AS name FROM video_performers", schema)
+        tags = read_query(conn, "SELECT video_id, tag_name AS name FROM src_video_tags", schema)
+        perf = read_query(conn, "SELECT video_id, performer_name AS name FROM src_video_performers", schema)
         return cls.build(tags, perf)
 
     @classmethod

@@ -118,13 +118,15 @@ async def post_decision(state: StateDep, who: PrincipalDep,
         raise edge.EdgeError(503, "the database is unreachable; the decision was not recorded, retry it")
 
     async def write(conn):
-        exists = await (await conn.execute("SELECT 1 FROM videos WHERE id = %s", (body.video_id,))).fetchone()
+        exists = await (await conn.execute("SELECT 1 FROM src_videos WHERE id = %s", (body.video_id,))).fetchone()
         if not exists:
             raise edge.EdgeError(404, f"unknown video {body.video_id!r}")
         return await (await conn.execute(sql("serve_record_decision"), body.model_dump())).fetchone()
 
     try:
         row = await state.run(write)
+        if row is None or row[0] is None:
+            raise edge.EdgeError(409, "this install has no decisions table to write to (see source.decisions)")
     except DB_DOWN:
         raise edge.EdgeError(503, "the database did not confirm the decision; send it again "
                                   "(recording the same answer twice is safe)") from None

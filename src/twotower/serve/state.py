@@ -81,7 +81,7 @@ class ServiceState:
         budget = self.cfg.serving.request_timeout_seconds
         self.pool = db.AsyncPool(url, min_size=self.settings.pool_min, max_size=self.settings.pool_max,
                                  configure=configure, check=check, open=False, timeout=budget,
-                                 kwargs={"connect_timeout": max(1, round(budget))})
+                                 kwargs={"connect_timeout": max(1, round(budget)), **db.conn_kwargs(url)})
         await self.pool.open(wait=True, timeout=30)
         self.db_ok = True
         await self.warn_if_not_durable()

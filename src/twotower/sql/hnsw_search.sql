@@ -5,7 +5,7 @@ WITH c AS MATERIALIZED (
     SELECT e.video_id, e.embedding::vector({dim}) <#> %(q)s::vector({dim}) AS dist
     FROM video_embeddings e
     WHERE e.model_version = %(version)s
-      AND NOT EXISTS (SELECT 1 FROM user_video_decisions d
+      AND NOT EXISTS (SELECT 1 FROM src_decisions d
                       WHERE d.user_id = %(user_id)s AND d.video_id = e.video_id)
     ORDER BY e.embedding::vector({dim}) <#> %(q)s::vector({dim})
     LIMIT %(k)s

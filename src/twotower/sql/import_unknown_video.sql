@@ -5,6 +5,6 @@ SELECT src, _row, video_id FROM (
     UNION ALL SELECT 'decisions', s._row, s.video_id FROM stage_decisions s
 ) x
 WHERE NOT EXISTS (SELECT 1 FROM stage_videos v WHERE v.id = x.video_id)
-  AND NOT EXISTS (SELECT 1 FROM videos v WHERE v.id = x.video_id)
+  AND NOT EXISTS (SELECT 1 FROM src_videos v WHERE v.id = x.video_id)
 ORDER BY src, _row
 LIMIT 1;

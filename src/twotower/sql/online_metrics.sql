@@ -13,6 +13,6 @@ SELECT s.version,
        count(d.video_id) AS answered,
        count(*) FILTER (WHERE d.decision_type = 'like') AS liked
 FROM shown s
-LEFT JOIN user_video_decisions d
+LEFT JOIN src_decisions d
        ON d.user_id = s.user_id AND d.video_id = s.video_id AND d.created_at >= s.served_at
 GROUP BY s.version ORDER BY s.version;

@@ -2,6 +2,6 @@ u AS MATERIALIZED (
     SELECT e.embedding::vector({dim}) AS q
     FROM user_embeddings e
     WHERE e.model_version = {version} AND e.user_id = %(user_id)s
-      AND e.last_updated >= coalesce((SELECT max(d.created_at) FROM user_video_decisions d
+      AND e.last_updated >= coalesce((SELECT max(d.created_at) FROM src_decisions d
                                       WHERE d.user_id = %(user_id)s), '-infinity')
 ),

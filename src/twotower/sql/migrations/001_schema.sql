@@ -1,56 +1,6 @@
--- The app's source tables (Supabase-compatible `public` schema) and the tables twotower owns.
--- IDs are opaque text; nullable metadata (price, duration, release date) is allowed.
-CREATE EXTENSION IF NOT EXISTS vector;
-
-CREATE TABLE IF NOT EXISTS profiles (
-    user_id       text PRIMARY KEY,
-    display_name  text,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    age_range     text,
-    region        text,
-    updated_at    timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE TABLE IF NOT EXISTS videos (
-    id                      text PRIMARY KEY,
-    title                   text,
-    description             text,
-    genre                   text,
-    maker                   text,
-    price                   double precision CHECK (price IS NULL OR price >= 0),
-    duration_seconds        integer CHECK (duration_seconds IS NULL OR duration_seconds >= 0),
-    product_released_at     timestamptz,
-    distribution_started_at timestamptz,
-    published_at            timestamptz,
-    created_at              timestamptz NOT NULL DEFAULT now(),
-    updated_at              timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS videos_updated_at_idx ON videos (updated_at);
-
-CREATE TABLE IF NOT EXISTS video_tags (
-    video_id  text NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
-    tag_name  text NOT NULL,
-    PRIMARY KEY (video_id, tag_name)
-);
-
-CREATE TABLE IF NOT EXISTS video_performers (
-    video_id        text NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
-    performer_name  text NOT NULL,
-    PRIMARY KEY (video_id, performer_name)
-);
-
-CREATE TABLE IF NOT EXISTS user_video_decisions (
-    user_id        text NOT NULL REFERENCES profiles (user_id) ON DELETE CASCADE,
-    video_id       text NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
-    decision_type  text NOT NULL CHECK (decision_type IN ('like', 'nope')),
-    created_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (user_id, video_id)
-);
-CREATE INDEX IF NOT EXISTS decisions_user_time_idx ON user_video_decisions (user_id, created_at);
-CREATE INDEX IF NOT EXISTS decisions_time_idx ON user_video_decisions (created_at);
-CREATE INDEX IF NOT EXISTS decisions_video_idx ON user_video_decisions (video_id);
-
--- Tables we own. The embedding column has no fixed dimension: each model version chooses its
+-- The tables twotower owns, in its own schema (`twotower`; never `public`). They refer to the
+-- app's videos and users by id only (text): no foreign key into tables twotower does not own.
+-- The embedding column has no fixed dimension: each model version chooses its
 -- own, and its HNSW index is a partial expression index cast to that dimension (see embed.py).
 CREATE TABLE IF NOT EXISTS embedding_model_versions (
     id             bigserial PRIMARY KEY,
@@ -78,7 +28,7 @@ CREATE TABLE IF NOT EXISTS feature_importance (
 
 CREATE TABLE IF NOT EXISTS video_embeddings (
     model_version  text NOT NULL,
-    video_id       text NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
+    video_id       text NOT NULL,
     embedding      vector NOT NULL,
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (model_version, video_id)
@@ -86,7 +36,7 @@ CREATE TABLE IF NOT EXISTS video_embeddings (
 
 CREATE TABLE IF NOT EXISTS user_embeddings (
     model_version  text NOT NULL,
-    user_id        text NOT NULL REFERENCES profiles (user_id) ON DELETE CASCADE,
+    user_id        text NOT NULL,
     embedding      vector NOT NULL,
     last_updated   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (model_version, user_id)
