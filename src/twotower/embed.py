@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from psycopg import sql as psql
 
 from twotower.config import EmbeddingConfig
-from twotower.data.load import SCHEMAS, read_query
+from twotower.data.load import SCHEMAS, VIEWS, read_query
 from twotower.db import sql
 from twotower.errors import InvalidInput
 from twotower.export import Artifacts
@@ -77,7 +77,7 @@ def item_embeddings(art: Artifacts, ids: np.ndarray, videos: pl.DataFrame, tags:
 def load_catalog(conn: psycopg.Connection) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """videos, tags, performers (no decisions: embedding videos does not need them)."""
     q = lambda t, o: psql.SQL("SELECT {} FROM {} ORDER BY {}").format(  # noqa: E731
-        psql.SQL(", ").join(map(psql.Identifier, SCHEMAS[t])), psql.Identifier(t), psql.SQL(o))
+        psql.SQL(", ").join(map(psql.Identifier, SCHEMAS[t])), psql.Identifier(VIEWS[t]), psql.SQL(o))
     out = (read_query(conn, q("videos", "id"), SCHEMAS["videos"]),
            read_query(conn, q("video_tags", "video_id, tag_name"), SCHEMAS["video_tags"]),
            read_query(conn, q("video_performers", "video_id, performer_name"), SCHEMAS["video_performers"]))
