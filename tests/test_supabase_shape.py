@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.helpers import SMALL_MODEL
-from tests.test_serve import SVC, app_settings, token
+from tests.test_serve import app_settings, token
 from twotower import batch, db, embed, registry
 from twotower.config import BatchConfig, EmbeddingConfig, Settings, SourceConfig, load_config
 from twotower.data import load_frames, synth
