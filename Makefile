@@ -7,7 +7,7 @@ export TWOTOWER_HOME ?= $(CURDIR)/.twotower
 
 
 
-.PHONY: install demo test bench lint clean
+.PHONY: install test-deps demo test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	@bash scripts/demo.sh
 
-test: install
+# Debian packages the tests drive: pgbouncer (the connection-pooler tests). Installed when missing.
+test-deps:
+	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { \
+	  echo "installing pgbouncer (apt-get) for the pooler tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+
+test: install test-deps
 	@$(BIN)/python -m pytest tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

@@ -71,3 +71,31 @@ def test_database_url_points_to_a_second_server(tmp_path, monkeypatch):
         assert not (tmp_path / "unused" / "pgdata").exists()
     finally:
         db.stop_embedded(other)
+
+
+def test_init_says_what_is_wrong_and_what_to_do(admin_url):
+    """A role that may not create the extension or a schema, and pgvector outside the search
+    path: each is one line that names the fix, not `run twotower db init` again."""
+    import uuid
+
+    name = "t_init_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = 'plain_user'").fetchone():
+            c.execute("CREATE ROLE plain_user LOGIN")
+    su = admin_url.replace("/postgres?", f"/{name}?")
+    plain = su.replace("postgres:@", "plain_user:@")
+    try:
+        with db.connection(url=plain) as c, pytest.raises(StoreUnavailable, match="Database -> Extensions"):
+            db.migrate(c)
+        with psycopg.connect(su, autocommit=True) as c:
+            c.execute("CREATE SCHEMA vecs; CREATE EXTENSION vector SCHEMA vecs")
+        with db.connection(url=plain) as c, pytest.raises(StoreUnavailable, match="ALTER EXTENSION vector SET SCHEMA"):
+            db.migrate(c)
+        with psycopg.connect(su, autocommit=True) as c:
+            c.execute("ALTER EXTENSION vector SET SCHEMA public")
+        with db.connection(url=plain) as c, pytest.raises(StoreUnavailable, match="GRANT CREATE ON DATABASE"):
+            db.migrate(c)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

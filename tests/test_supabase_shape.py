@@ -16,6 +16,7 @@ from tests.helpers import SMALL_MODEL
 from tests.test_serve import app_settings, token
 from twotower import batch, db, embed, registry
 from twotower.config import BatchConfig, EmbeddingConfig, Settings, SourceConfig, load_config
+from twotower.errors import StoreUnavailable
 from twotower.data import load_frames, synth
 from twotower.evaluate import Catalog, make_split
 from twotower.export import export, load_artifacts
@@ -206,4 +207,63 @@ def test_the_whole_pipeline_leaves_the_app_as_it_was(supa, tmp_path):
     with db.connection(url=owner) as conn:
         dropped = db.reset(conn)
     assert dropped == ["schema twotower"]  # no demo tables, no auth stand-in: the app's are untouched
+    assert fingerprint(su) == before
+
+
+def test_supabase_migration_files_install_the_same_schema(supa, tmp_path, admin_url):
+    """The files `twotower supabase migrations` writes, applied one by one as `supabase db push`
+    does, give the schema `db init` gives: nothing left for `db init` to do, the same objects,
+    the same grants."""
+    from twotower.supabase import write_migrations
+
+    owner, su = supa
+    with db.connection(url=owner) as conn:
+        paths = write_migrations(conn, MAPPING, tmp_path / "supabase" / "migrations")
+    assert [p.name.split("_", 1)[1] for p in paths][:2] == ["twotower_schema.sql", "twotower_source.sql"]
+    assert sorted(p.name for p in paths) == [p.name for p in paths]  # the CLI's order is the names' order
+    with psycopg.connect(owner, autocommit=True) as c:  # as `supabase db push`: each file as it is
+        for p in paths:
+            with c.transaction():
+                c.execute(p.read_text())
+
+    def objects(url: str) -> list:
+        with psycopg.connect(url) as c:
+            return c.execute(
+                "SELECT c.relname, c.relkind, c.relrowsecurity, c.relacl::text FROM pg_class c "
+                "WHERE c.relnamespace = 'twotower'::regnamespace AND c.relkind IN ('r', 'v') "
+                "UNION ALL SELECT p.oid::regprocedure::text, 'f', p.prosecdef, p.proacl::text FROM pg_proc p "
+                "WHERE p.pronamespace = 'twotower'::regnamespace ORDER BY 1").fetchall()
+
+    pushed = objects(owner)
+    with db.connection(url=owner) as conn:
+        assert db.migrate(conn, MAPPING) == []  # `db init` afterwards: already up to date
+        db.ensure_schema(conn)
+    assert objects(owner) == pushed
+    with db.connection(url=owner) as conn:  # and `db init` on its own gives the same objects
+        db.reset(conn)
+        db.migrate(conn, MAPPING)
+    assert objects(owner) == pushed
+    with pytest.raises(Exception, match="refusing to overwrite"):
+        from datetime import datetime
+
+        stamp = datetime.strptime(paths[0].name[:14], "%Y%m%d%H%M%S")
+        with db.connection(url=owner) as conn:
+            write_migrations(conn, MAPPING, paths[0].parent, now=stamp.replace(tzinfo=None))
+
+
+def test_synth_and_import_never_write_into_the_apps_tables(supa, tmp_path):
+    owner, su = supa
+    before = fingerprint(su)
+    with db.connection(url=owner) as conn:
+        db.migrate(conn, MAPPING)
+        with pytest.raises(StoreUnavailable, match="app's own"):
+            synth.load(conn, synth.generate(synth.SynthSpec(users=5, videos=10, decisions=20, seed=1)), replace=True)
+        from twotower.data import importers
+
+        frames = importers.ImportFrames(profiles=None, videos=pl.DataFrame({"id": ["x"]}), tags=None, performers=None,
+                                        decisions=pl.DataFrame({"user_id": ["u"], "video_id": ["x"],
+                                                                "decision_type": ["like"]}))
+        with pytest.raises(StoreUnavailable, match="app's own"):
+            importers.ingest(conn, frames)
+        db.reset(conn)
     assert fingerprint(su) == before

@@ -29,10 +29,25 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Two-Tower recommendations from PostgreSQL + pgvector.")
 db_app = typer.Typer(no_args_is_help=True, help="Embedded/remote database: init, status, reset.")
 import_app = typer.Typer(no_args_is_help=True, help="Import data (MovieLens, CSV/Parquet tables).")
+supabase_app = typer.Typer(no_args_is_help=True, help="Supabase: migration files for the Supabase CLI.")
 app.add_typer(db_app, name="db")
+app.add_typer(supabase_app, name="supabase")
 app.add_typer(import_app, name="import")
 console = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _global(config: Annotated[Path | None, typer.Option(
+        "--config", help="YAML config file for every command (also $TWOTOWER_CONFIG): the `source` mapping, "
+                         "model and service settings")] = None) -> None:
+    """Two-Tower recommendations from PostgreSQL + pgvector."""
+    import os
+
+    if config is not None:
+        if not config.exists():
+            raise typer.BadParameter(f"{config} does not exist", param_hint="--config")
+        os.environ["TWOTOWER_CONFIG"] = str(config)
 
 
 def settings() -> Settings:
@@ -109,6 +124,34 @@ def db_reset(
         dropped = db.reset(conn)
         _init(conn, s, config, None)
     console.print(f"dropped: {', '.join(dropped) or 'nothing (no twotower schema)'}; empty schema re-created")
+
+
+@db_app.command("uninstall")
+def db_uninstall(yes: Annotated[bool, typer.Option("--yes", help="Really remove twotower from this database.")] = False
+                 ) -> None:
+    """Remove everything twotower created (its schema; the demo tables and auth helpers only if it
+    created them) and nothing else."""
+    if not yes:
+        raise typer.BadParameter("this removes twotower and its data from the database; pass --yes to confirm")
+    with db.connection(settings()) as conn:
+        dropped = db.reset(conn)
+    console.print(f"removed: {', '.join(dropped) or 'nothing (twotower is not installed here)'}")
+
+
+@supabase_app.command("migrations")
+def supabase_migrations(
+    out: Annotated[Path, typer.Option("--out", help="folder of the Supabase project's migrations")] = Path(
+        "supabase/migrations"),
+    config: ConfigOpt = None,
+) -> None:
+    """Write twotower's schema as Supabase migration files (same SQL as `db init`), for
+    `supabase db push`. Reads the app's column types from DATABASE_URL."""
+    from twotower.supabase import write_migrations
+
+    with db.connection(settings()) as conn:
+        paths = write_migrations(conn, load_config(config).source, out)
+    for p in paths:
+        console.print(str(p))
 
 
 @db_app.command("stop")

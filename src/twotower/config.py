@@ -109,6 +109,14 @@ class ServingConfig:
 
 
 @dataclass
+class DatabaseConfig:
+    # auto: refuse a connection that does not keep session settings (a transaction-mode pooler,
+    # or DATABASE_URL on port 6543, Supabase's transaction pooler); transaction: refuse at once;
+    # session: a direct connection or a session-mode pooler, no check.
+    pooler: str = "auto"
+
+
+@dataclass
 class SourceConfig:
     """Where the app's tables are and what their columns are called (DESIGN §2). twotower reads
     them through views it creates in its own schema (ids cast to text) and never alters them. A
@@ -133,6 +141,7 @@ class Config:
     batch: BatchConfig = field(default_factory=BatchConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,7 +149,7 @@ class Config:
     def digest(self) -> str:
         """Stable hash: tells when a model was trained with other settings (gorse-style).
         Service settings do not change a model, so they are left out."""
-        d = {k: v for k, v in self.to_dict().items() if k not in ("serving", "source")}
+        d = {k: v for k, v in self.to_dict().items() if k not in ("serving", "source", "database")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
@@ -168,6 +177,8 @@ class Config:
                         ("model.embedding_dim", m.embedding_dim)):
             if v < 1:
                 raise InvalidInput(f"{name} must be >= 1, got {v}")
+        if self.database.pooler not in ("auto", "session", "transaction"):
+            raise InvalidInput(f"database.pooler must be auto, session or transaction, not {self.database.pooler!r}")
         if not 0 < self.evaluation.test_fraction < 1:
             raise InvalidInput("evaluation.test_fraction must be between 0 and 1")
         for name, v in dataclasses.asdict(self.serving).items():
@@ -219,7 +230,9 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file, then TWOTOWER__A__B env vars, then `a.b=value` overrides."""
+    """Defaults, then the YAML file (`path`, else $TWOTOWER_CONFIG), then TWOTOWER__A__B env vars,
+    then `a.b=value` overrides."""
+    path = path or os.environ.get("TWOTOWER_CONFIG") or None
     data: dict[str, Any] = {}
     for p in [DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None, path]:
         if p is None:

@@ -138,6 +138,50 @@ def _configure(conn: psycopg.Connection) -> None:
         conn.rollback()
 
 
+TRANSACTION_POOLER = (
+    "twotower keeps session state on its connections (its search_path; prepared statements in the "
+    "service), which a transaction-mode pooler does not keep: connect directly or through a "
+    "session-mode pooler (on Supabase: the session pooler, port 5432, or the direct connection)")
+
+
+def pooler_mode() -> str:
+    from twotower.config import load_config
+
+    return load_config().database.pooler
+
+
+def check_url(url: str, pooler: str | None = None) -> None:
+    """Refuse a transaction-mode pooler before connecting: by the config, or by Supabase's port
+    convention (6543) when the config says auto."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    pooler = pooler or pooler_mode()
+    port = str(conninfo_to_dict(url).get("port") or "")
+    if pooler == "transaction" or (pooler == "auto" and port == "6543"):
+        why = "database.pooler is transaction" if pooler == "transaction" else "DATABASE_URL uses port 6543"
+        raise StoreUnavailable(f"{TRANSACTION_POOLER} ({why})")
+
+
+def check_session(search_path: str, pooler: str = "auto") -> None:
+    """After connecting: the search_path given at connect time must have arrived (a pooler that
+    drops startup parameters would otherwise send every query to the wrong schema)."""
+    if pooler != "session" and not search_path.replace('"', "").replace(" ", "").startswith("twotower,"):
+        raise StoreUnavailable(f"{TRANSACTION_POOLER} (the connection's search_path is {search_path!r}, not "
+                               "the one twotower set: a pooler dropped it; if it is a session-mode pooler, "
+                               "set database.pooler: session)")
+
+
+SET_SEARCH_PATH = "SELECT set_config('search_path', %s, false)"  # session-level: session poolers keep it
+
+
+def connect_error(url: str, e: Exception) -> StoreUnavailable:
+    first = str(e).strip().splitlines()[0]
+    if "unsupported startup parameter" in first:  # pgbouncer refusing `options`
+        return StoreUnavailable(f"{TRANSACTION_POOLER} ({first})")
+    return StoreUnavailable(f"cannot connect to the database ({_redact(url)}): {first}. "
+                            "Is it running? Check DATABASE_URL.")
+
+
 def connect(settings: Settings | None = None, url: str | None = None,
             autocommit: bool = True) -> psycopg.Connection:
     """A single connection with pgvector registered, in autocommit so that every
@@ -145,13 +189,19 @@ def connect(settings: Settings | None = None, url: str | None = None,
     Raises StoreUnavailable, never a traceback."""
     settings = settings or Settings()
     url = url or database_url(settings)
+    pooler = pooler_mode()
+    check_url(url, pooler)
     try:
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **conn_kwargs(url))
     except psycopg.OperationalError as e:
-        raise StoreUnavailable(
-            f"cannot connect to the database ({_redact(url)}): {str(e).strip().splitlines()[0]}. "
-            "Is it running? Check DATABASE_URL."
-        ) from e
+        raise connect_error(url, e) from e
+    try:
+        if pooler == "session":  # a session pooler drops startup options but keeps SET
+            conn.execute(SET_SEARCH_PATH, (SEARCH_PATH,))
+        check_session(conn.execute("SHOW search_path").fetchone()[0], pooler)
+    except StoreUnavailable:
+        conn.close()
+        raise
     _configure(conn)
     return conn
 
@@ -231,15 +281,17 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('twotower.migrate'))")
         _ensure_vector(conn)
-        conn.execute("CREATE SCHEMA IF NOT EXISTS twotower")
+        try:
+            with conn.transaction():
+                conn.execute("CREATE SCHEMA IF NOT EXISTS twotower")
+        except psycopg.errors.InsufficientPrivilege:
+            raise StoreUnavailable(
+                f"the role {conn.info.user!r} may not create a schema in database {conn.info.dbname!r}: "
+                f"run `db init` as the database owner (on Supabase: postgres), or "
+                f"GRANT CREATE ON DATABASE {conn.info.dbname} TO {conn.info.user}") from None
         if _adopt_legacy(conn):
             applied.append("moved twotower's tables from public to schema twotower")
-        conn.execute("CREATE TABLE IF NOT EXISTS twotower.schema_migrations ("
-                     " version integer PRIMARY KEY, name text NOT NULL,"
-                     " applied_at timestamptz NOT NULL DEFAULT now())")
-        # What twotower created outside its own schema, so `db reset` removes exactly that.
-        conn.execute("CREATE TABLE IF NOT EXISTS twotower.installed ("
-                     " object text PRIMARY KEY, detail text, created_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(sql("bookkeeping"))
         if demo_tables and not _installed(conn, "demo_tables"):
             taken = [t for t in APP_TABLES if _exists(conn, source.schema, t)]
             if taken:
@@ -290,12 +342,37 @@ def _installed(conn: psycopg.Connection, obj: str) -> bool:
     return conn.execute("SELECT 1 FROM twotower.installed WHERE object = %s", (obj,)).fetchone() is not None
 
 
+def require_demo_tables(conn: psycopg.Connection) -> None:
+    """`synth` and `import` write only into the demo tables twotower created: never into an
+    app's own tables, which twotower reads through the `source` mapping and never alters."""
+    if not _exists(conn, SCHEMA, "installed") or not _installed(conn, "demo_tables"):
+        conn.rollback()
+        raise StoreUnavailable("this database's source tables are the app's own (twotower did not create them): "
+                               "`synth` and `import` write only into twotower's demo tables "
+                               "(`twotower db init --demo-tables` on a database without them)")
+
+
 def _ensure_vector(conn: psycopg.Connection) -> None:
     """pgvector, in `extensions` where that schema exists (Supabase's layout), else `public`."""
-    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+    row = conn.execute("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if row:
+        if row[0] not in SEARCH_PATH.split(","):
+            raise StoreUnavailable(
+                f"pgvector is installed in schema {row[0]!r}, which twotower does not search "
+                f"({SEARCH_PATH.replace(',', ', ')}): move it with `ALTER EXTENSION vector SET SCHEMA extensions;`")
         return
     where = "extensions" if _schema_exists(conn, "extensions") else "public"
-    conn.execute(psycopg.sql.SQL("CREATE EXTENSION vector SCHEMA {}").format(psycopg.sql.Identifier(where)))
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is None:
+        raise StoreUnavailable("pgvector is not available on this server: install it (on Supabase: Dashboard -> "
+                               "Database -> Extensions -> vector), then run `twotower db init` again")
+    try:
+        with conn.transaction():
+            conn.execute(psycopg.sql.SQL("CREATE EXTENSION vector SCHEMA {}").format(psycopg.sql.Identifier(where)))
+    except psycopg.errors.InsufficientPrivilege:
+        raise StoreUnavailable(
+            f"the role {conn.info.user!r} may not create the pgvector extension: enable it in the dashboard "
+            f"(Database -> Extensions -> vector) or as a superuser: CREATE EXTENSION vector WITH SCHEMA {where};"
+        ) from None
 
 
 def _adopt_legacy(conn: psycopg.Connection) -> bool:
@@ -316,8 +393,7 @@ def _adopt_legacy(conn: psycopg.Connection) -> bool:
                "twotower_touch_parent_video"):
         conn.execute(psycopg.sql.SQL("DROP FUNCTION IF EXISTS {}.{} CASCADE").format(ident(old), ident(fn)))
     conn.execute(psycopg.sql.SQL("DROP TABLE {}.{}").format(ident(old), ident("schema_migrations")))
-    conn.execute("CREATE TABLE IF NOT EXISTS twotower.installed ("
-                 " object text PRIMARY KEY, detail text, created_at timestamptz NOT NULL DEFAULT now())")
+    conn.execute(sql("bookkeeping"))
     conn.execute("INSERT INTO twotower.installed (object, detail) VALUES ('demo_tables', %s) ON CONFLICT DO NOTHING",
                  (old,))
     conn.execute("SELECT set_config('search_path', %s, true)", (f"{old},twotower",))

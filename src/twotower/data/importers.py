@@ -363,7 +363,11 @@ _STAGE_COLS = {
 
 
 def ingest(conn: psycopg.Connection, frames: ImportFrames) -> dict[str, int]:
-    """Stage and merge in one transaction. Returns the row counts after the import."""
+    """Stage and merge into the demo tables in one transaction. Returns the row counts after the
+    import."""
+    from twotower.db import require_demo_tables
+
+    require_demo_tables(conn)
     files = frames.files or {}
     with conn.transaction():
         conn.execute(sql("import_stage"))

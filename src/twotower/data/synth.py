@@ -230,7 +230,10 @@ def generate(spec: SynthSpec) -> SynthData:
 
 
 def load(conn: psycopg.Connection, data: SynthData, replace: bool = False) -> dict[str, int]:
-    """Write the data set in one transaction: all of it or nothing."""
+    """Write the data set into the demo tables in one transaction: all of it or nothing."""
+    from twotower.db import require_demo_tables
+
+    require_demo_tables(conn)
     with conn.transaction():
         n = conn.execute("SELECT count(*) FROM videos").fetchone()[0] + \
             conn.execute("SELECT count(*) FROM profiles").fetchone()[0]

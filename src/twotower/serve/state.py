@@ -61,8 +61,9 @@ class ServiceState:
             await conn.execute("SELECT set_config('hnsw.ef_search', %s, false), "
                                "set_config('hnsw.iterative_scan', 'relaxed_order', false), "
                                "set_config('hnsw.max_scan_tuples', %s, false), "
-                               "set_config('plan_cache_mode', 'force_generic_plan', false)",
-                               (str(e.ef_search), str(e.max_scan_tuples)))
+                               "set_config('plan_cache_mode', 'force_generic_plan', false), "
+                               "set_config('search_path', %s, false)",  # also where a pooler dropped it
+                               (str(e.ef_search), str(e.max_scan_tuples), db.SEARCH_PATH))
             await conn.commit()
             # Autocommit: a request pays no BEGIN/COMMIT round trips; the few statements that
             # need SET LOCAL open an explicit transaction.
@@ -79,6 +80,7 @@ class ServiceState:
             last_used[id(conn)] = now
 
         budget = self.cfg.serving.request_timeout_seconds
+        await self._check_session(url)
         self.pool = db.AsyncPool(url, min_size=self.settings.pool_min, max_size=self.settings.pool_max,
                                  configure=configure, check=check, open=False, timeout=budget,
                                  kwargs={"connect_timeout": max(1, round(budget)), **db.conn_kwargs(url)})
@@ -169,6 +171,20 @@ class ServiceState:
         log.warning("database is reachable again")
         await self.pool.check()  # pooled connections from before the outage are dead: drop them now
         self.db_ok = True
+
+    async def _check_session(self, url: str) -> None:
+        """Refuse, in one line, a database the service cannot use: unreachable, or behind a
+        transaction-mode pooler (its per-connection settings and prepared statements would fail
+        at random under load: 500s while /readyz said ready)."""
+        pooler = self.cfg.database.pooler
+        db.check_url(url, pooler)
+        try:
+            async with await psycopg.AsyncConnection.connect(url, connect_timeout=5, **db.conn_kwargs(url)) as conn:
+                if pooler == "session":
+                    await conn.execute(db.SET_SEARCH_PATH, (db.SEARCH_PATH,))
+                db.check_session((await (await conn.execute("SHOW search_path")).fetchone())[0], pooler)
+        except psycopg.OperationalError as e:
+            raise db.connect_error(url, e) from None
 
     async def warn_if_not_durable(self) -> None:
         """A 2xx on a write means committed to disk: say so loudly when the server or the role
