@@ -16,8 +16,8 @@ from tests.helpers import SMALL_MODEL
 from tests.test_serve import app_settings, token
 from twotower import batch, db, embed, registry
 from twotower.config import BatchConfig, EmbeddingConfig, Settings, SourceConfig, load_config
-from twotower.errors import StoreUnavailable
 from twotower.data import load_frames, synth
+from twotower.errors import StoreUnavailable
 from twotower.evaluate import Catalog, make_split
 from twotower.export import export, load_artifacts
 from twotower.serve import create_app
