@@ -22,11 +22,20 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	@bash scripts/demo.sh
 
-# Debian packages the tests drive: pgbouncer (the connection-pooler tests). Installed when missing.
+# What the tests drive besides Python, installed when missing: pgbouncer (the pooler tests), and
+# Debian's PostgreSQL 15 with the vendored pgvector 0.7.4 (the old-pgvector tests).
+PG15 := /usr/lib/postgresql/15/bin
+PGVECTOR_OLD := $(CURDIR)/../shared/vendor/pgvector-0.7.4.tar.gz
 test-deps:
-	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { \
-	  echo "installing pgbouncer (apt-get) for the pooler tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+	@need=""; \
+	command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need="$$need pgbouncer"; \
+	[ -x $(PG15)/pg_config ] || need="$$need postgresql-15 postgresql-server-dev-15"; \
+	if [ -n "$$need" ]; then echo "installing$$need (apt-get) for the tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; fi
+	@[ -f /usr/share/postgresql/15/extension/vector.control ] || { \
+	  echo "building pgvector 0.7.4 for PostgreSQL 15 (old-pgvector tests)"; d=$$(mktemp -d); \
+	  tar xzf $(PGVECTOR_OLD) -C $$d && make -s -C $$d/pgvector-0.7.4 PG_CONFIG=$(PG15)/pg_config >/dev/null && \
+	  make -s -C $$d/pgvector-0.7.4 install PG_CONFIG=$(PG15)/pg_config >/dev/null; rm -rf $$d; }
 
 test: install test-deps
 	@$(BIN)/python -m pytest tests; rc=$$?; \

@@ -37,6 +37,32 @@ OWN_TABLES = (
     "batch_runs", "recommendation_log", "model_activations",
 )
 MIN_PGVECTOR = (0, 8, 4)
+ITERATIVE_PGVECTOR = (0, 8, 0)  # iterative index scans: filtered HNSW searches that keep going
+HNSW_PGVECTOR = (0, 5, 0)  # the first pgvector with HNSW indexes
+OVERFETCH_MAX = 1000  # pgvector's largest hnsw.ef_search: how far over-fetching may grow
+
+
+def pgvector_version(conn: psycopg.Connection) -> tuple[int, ...] | None:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return tuple(int(x) for x in re.findall(r"\d+", row[0])[:3]) if row else None
+
+
+def require_hnsw(version: tuple[int, ...] | None) -> bool:
+    """True when filtered searches can use iterative index scans (pgvector >= 0.8); False when
+    they must over-fetch (0.5-0.7); StoreUnavailable when there is no HNSW at all."""
+    if version is None:
+        raise StoreUnavailable("pgvector is not installed in this database: run `twotower db init`")
+    if version < HNSW_PGVECTOR:
+        raise StoreUnavailable(f"pgvector {'.'.join(map(str, version))} has no HNSW index (0.5.0 added it): "
+                               "upgrade pgvector (0.8.4 or later is best)")
+    return version >= ITERATIVE_PGVECTOR
+
+
+def search_settings(ef_search: int, max_scan_tuples: int, iterative: bool) -> tuple[str, dict]:
+    """The transaction-local search settings statement for this pgvector."""
+    if iterative:
+        return sql("search_settings"), {"ef_search": str(int(ef_search)), "max_scan_tuples": str(int(max_scan_tuples))}
+    return "SELECT set_config('hnsw.ef_search', %(ef_search)s, true)", {"ef_search": str(int(ef_search))}
 
 
 @functools.cache
@@ -438,9 +464,11 @@ def status(conn: psycopg.Connection, settings: Settings) -> DbStatus:
     ver = pgvector or (avail[0] if avail else None)
     if ver:
         parts = tuple(int(x) for x in re.findall(r"\d+", ver)[:3])
-        if parts < (0, 8, 0):
-            warnings.append(f"pgvector {ver} lacks iterative index scans (0.8): "
-                            "filtered searches fall back to over-fetching")
+        if parts < HNSW_PGVECTOR:
+            warnings.append(f"pgvector {ver} has no HNSW index: twotower cannot serve from it; upgrade pgvector")
+        elif parts < ITERATIVE_PGVECTOR:
+            warnings.append(f"pgvector {ver} lacks iterative index scans (0.8): filtered searches over-fetch "
+                            f"instead (up to {OVERFETCH_MAX} candidates, then an exact scan); upgrade for speed")
         elif parts < MIN_PGVECTOR:
             warnings.append(f"pgvector {ver}: upgrade to >= 0.8.4 (HNSW vacuum and security fixes)")
     if conn.execute("SHOW synchronous_commit").fetchone()[0] == "off":

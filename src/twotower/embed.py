@@ -21,6 +21,7 @@ from psycopg import sql as psql
 
 from twotower.config import EmbeddingConfig
 from twotower.data.load import SCHEMAS, VIEWS, read_query
+from twotower import db
 from twotower.db import sql
 from twotower.errors import InvalidInput
 from twotower.export import Artifacts
@@ -201,11 +202,21 @@ def upsert_vectors(conn: psycopg.Connection, table: str, id_col: str, version: s
 
 
 def search(conn: psycopg.Connection, version: str, dim: int, q: np.ndarray, k: int, user_id: str = "",
-           ef_search: int = 100, max_scan_tuples: int = 20000) -> list[tuple[str, float]]:
+           ef_search: int = 100, max_scan_tuples: int = 20000, iterative: bool | None = None) -> list[tuple[str, float]]:
     """Filtered HNSW top-k (decided videos of user_id skipped), inside its own transaction so the
-    SET LOCALs never leak to the next user of a pooled connection."""
-    with conn.transaction():
-        conn.execute(sql("search_settings"), {"ef_search": str(int(ef_search)),
-                                              "max_scan_tuples": str(int(max_scan_tuples))})
-        return conn.execute(_vec_sql("hnsw_search", dim),
-                            {"q": q.astype(np.float32), "version": version, "user_id": user_id, "k": k}).fetchall()
+    SET LOCALs never leak to the next user of a pooled connection. pgvector >= 0.8 keeps scanning
+    while the filter removes rows (iterative scans); older pgvector over-fetches instead: ef_search
+    and the LIMIT grow fourfold until k undecided rows come back or OVERFETCH_MAX is reached."""
+    if iterative is None:
+        iterative = db.require_hnsw(db.pgvector_version(conn))
+    n = k if iterative else max(k, ef_search)
+    while True:
+        with conn.transaction():
+            stmt, params = db.search_settings(max(ef_search, n) if not iterative else ef_search, max_scan_tuples,
+                                              iterative)
+            conn.execute(stmt, params)
+            rows = conn.execute(_vec_sql("hnsw_search", dim),
+                                {"q": q.astype(np.float32), "version": version, "user_id": user_id, "k": n}).fetchall()
+        if iterative or len(rows) >= k or n >= db.OVERFETCH_MAX:
+            return rows[:k]
+        n = min(db.OVERFETCH_MAX, n * 4)

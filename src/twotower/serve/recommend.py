@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 from psycopg import sql as psql
 
-from twotower.db import sql
+from twotower.db import OVERFETCH_MAX, search_settings, sql
 from twotower.embed import user_vectors_from_json
 from twotower.export import Artifacts
 from twotower.serve.state import DB_DOWN, ServiceState, now_ms
@@ -57,19 +57,19 @@ async def _recommend(state: ServiceState, conn, user_id: str, version: str | Non
         return await _popular(state, conn, user_id, limit, exclude, "cold_start", None, t0)
     art = state.models[version]
     e = state.cfg.embedding
-    async with (conn.transaction() if limit > e.ef_search else contextlib.nullcontext()):
-        if limit > e.ef_search:  # transaction-local, so it never reaches the pool's next user
-            await conn.execute(sql("search_settings"), {"ef_search": str(limit),
-                                                        "max_scan_tuples": str(e.max_scan_tuples)})
+    wide = limit > e.ef_search and state.iterative  # (over-fetching sets its own ef_search)
+    async with (conn.transaction() if wide else contextlib.nullcontext()):
+        if wide:  # transaction-local, so it never reaches the pool's next user
+            await conn.execute(*search_settings(limit, e.max_scan_tuples, True))
         # The common case, one round trip: the stored vector is fresh.
-        rows = await _search(conn, art, user_id, None, limit, exclude)
+        rows = await _search(conn, art, user_id, None, limit, exclude, state.iterative)
         if not rows:
             cur = await conn.execute(sql("serve_user_state"), {"version": version, "user_id": user_id})
             emb, fresh, has_decisions = await cur.fetchone()
             if not has_decisions:
                 return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
             q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
-            rows = await _search(conn, art, user_id, q, limit, exclude)
+            rows = await _search(conn, art, user_id, q, limit, exclude, state.iterative)
     liked = rows.pop()[2] or []  # the last row carries the user's recent likes
     ids = [r[0] for r in rows]
     reasons = state.reasons.explain(liked, ids)
@@ -105,15 +105,30 @@ def _statement(version: str, dim: int, k: int, exclude: bool, stored: bool, exac
 
 
 async def _search(conn, art: Artifacts, user_id: str, q: np.ndarray | None, limit: int,
-                  exclude: bool) -> list[tuple]:
-    """Candidates then the likes row; q None: the stored vector if it is fresh (no rows otherwise)."""
+                  exclude: bool, iterative: bool = True) -> list[tuple]:
+    """Candidates then the likes row; q None: the stored vector if it is fresh (no rows otherwise).
+    Without iterative scans (pgvector < 0.8) the filtered search over-fetches: ef_search and the
+    LIMIT grow fourfold until `limit` undecided videos come back or OVERFETCH_MAX is reached."""
     params: dict = {"user_id": user_id}
     if q is not None:
         params["q"] = q.astype(np.float32)
-    stmt = _statement(art.version, art.dim, limit, exclude, q is None, False)
-    rows = await (await conn.execute(stmt, params, binary=True)).fetchall()  # binary: no text parsing
+    if iterative or not exclude:
+        stmt = _statement(art.version, art.dim, limit, exclude, q is None, False)
+        rows = await (await conn.execute(stmt, params, binary=True)).fetchall()  # binary: no text parsing
+    else:
+        n = limit
+        while True:
+            n = min(OVERFETCH_MAX, max(n * 4, 40))
+            async with conn.transaction():  # the wider ef_search ends with it
+                await conn.execute(*search_settings(n, 0, False))
+                stmt = _statement(art.version, art.dim, n, exclude, q is None, False)
+                rows = await (await conn.execute(stmt, params, binary=True)).fetchall()
+            if not rows or len(rows) - 1 >= limit or n >= OVERFETCH_MAX:
+                break
+        if len(rows) - 1 > limit:
+            rows = rows[:limit] + rows[-1:]  # the best `limit`, then the likes row
     if rows and len(rows) - 1 < limit and exclude:
-        # Still short after the bounded iterative scan: exact search over the undecided videos.
+        # Still short after the bounded scan: exact search over the undecided videos.
         stmt = _statement(art.version, art.dim, limit, exclude, q is None, True)
         rows = await (await conn.execute(stmt, params, binary=True)).fetchall()
     return rows

@@ -42,6 +42,7 @@ class ServiceState:
     reasons_mark: tuple | None = None  # (videos, last video change) the index was built at
     db_ok: bool = False
     failed: dict[str, str] = field(default_factory=dict)  # active versions that could not load
+    iterative: bool = True  # pgvector >= 0.8 (iterative index scans); else over-fetching
     _wake: asyncio.Event = field(default_factory=asyncio.Event)  # run the database probe now
     log_queue: asyncio.Queue | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
@@ -59,11 +60,12 @@ class ServiceState:
             # Generic plans: the search statement carries version, dimension and k as literals,
             # so its one cached plan is the right one and no request pays for planning.
             await conn.execute("SELECT set_config('hnsw.ef_search', %s, false), "
-                               "set_config('hnsw.iterative_scan', 'relaxed_order', false), "
-                               "set_config('hnsw.max_scan_tuples', %s, false), "
                                "set_config('plan_cache_mode', 'force_generic_plan', false), "
                                "set_config('search_path', %s, false)",  # also where a pooler dropped it
-                               (str(e.ef_search), str(e.max_scan_tuples), db.SEARCH_PATH))
+                               (str(e.ef_search), db.SEARCH_PATH))
+            if self.iterative:  # pgvector >= 0.8; older ones over-fetch (recommend._search)
+                await conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', false), "
+                                   "set_config('hnsw.max_scan_tuples', %s, false)", (str(e.max_scan_tuples),))
             await conn.commit()
             # Autocommit: a request pays no BEGIN/COMMIT round trips; the few statements that
             # need SET LOCAL open an explicit transaction.
@@ -80,7 +82,7 @@ class ServiceState:
             last_used[id(conn)] = now
 
         budget = self.cfg.serving.request_timeout_seconds
-        await self._check_session(url)
+        self.iterative = await self._check_session(url)
         self.pool = db.AsyncPool(url, min_size=self.settings.pool_min, max_size=self.settings.pool_max,
                                  configure=configure, check=check, open=False, timeout=budget,
                                  kwargs={"connect_timeout": max(1, round(budget)), **db.conn_kwargs(url)})
@@ -172,7 +174,7 @@ class ServiceState:
         await self.pool.check()  # pooled connections from before the outage are dead: drop them now
         self.db_ok = True
 
-    async def _check_session(self, url: str) -> None:
+    async def _check_session(self, url: str) -> bool:
         """Refuse, in one line, a database the service cannot use: unreachable, or behind a
         transaction-mode pooler (its per-connection settings and prepared statements would fail
         at random under load: 500s while /readyz said ready)."""
@@ -183,8 +185,15 @@ class ServiceState:
                 if pooler == "session":
                     await conn.execute(db.SET_SEARCH_PATH, (db.SEARCH_PATH,))
                 db.check_session((await (await conn.execute("SHOW search_path")).fetchone())[0], pooler)
+                row = await (await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).fetchone()
         except psycopg.OperationalError as e:
             raise db.connect_error(url, e) from None
+        version = tuple(int(x) for x in row[0].split(".")[:3] if x.isdigit()) if row else None
+        iterative = db.require_hnsw(version)  # refuses pgvector without HNSW in one line
+        if not iterative:
+            log.warning("pgvector %s has no iterative index scans: filtered searches over-fetch (slower); "
+                        "upgrade to 0.8.4 or later", row[0])
+        return iterative
 
     async def warn_if_not_durable(self) -> None:
         """A 2xx on a write means committed to disk: say so loudly when the server or the role
