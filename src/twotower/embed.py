@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql as psql
 
+from twotower import db
 from twotower.config import EmbeddingConfig
 from twotower.data.load import SCHEMAS, VIEWS, read_query
-from twotower import db
 from twotower.db import sql
 from twotower.errors import InvalidInput
 from twotower.export import Artifacts
