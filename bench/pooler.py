@@ -7,8 +7,9 @@ directly and through pgbouncer (Debian package; `make test-deps` installs it), u
 - pgbouncer, session mode (with `database.pooler: session`, since pgbouncer forwards no startup
   options);
 - pgbouncer, transaction mode: the service must refuse to start, in one line.
-Load: 8 concurrent clients for 15 s, 3 of 4 requests recommendations (limit 20) and 1 a decision,
-over loopback. Reported: requests/s, p50/p99 latency, non-2xx answers.
+Load: 8 concurrent clients for 15 s over loopback, 3 of 4 requests recommendations (limit 20) for
+the 200 most active users, 1 of 4 a new user's first decision (so the recommended users' stored
+vectors stay fresh). Reported: requests/s, p50/p99 latency, non-2xx answers.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def start_pgbouncer(url: str, mode: str) -> tuple[subprocess.Popen, str, Path]:
     return proc, f"postgresql://postgres@127.0.0.1:{port}/{dbname}", d
 
 
-async def drive(base: str, user: str, video: str, seconds: float, clients: int) -> dict:
+async def drive(base: str, users: list[str], video: str, seconds: float, clients: int, tag: str) -> dict:
     lat: list[float] = []
     bad = 0
     stop = time.monotonic() + seconds
@@ -67,11 +68,11 @@ async def drive(base: str, user: str, video: str, seconds: float, clients: int) 
             nonlocal bad
             i = 0
             while time.monotonic() < stop:
-                if (i + k) % 4 == 0:
-                    path, body = "/v1/decisions", {"user_id": user, "video_id": video, "decision_type": "like",
-                                                   "refresh_embedding": False}
+                if (i + k) % 4 == 0:  # new users' first swipes: the recommended users' vectors stay fresh
+                    path, body = "/v1/decisions", {"user_id": f"pooler-{tag}-{k}-{i}", "video_id": video,
+                                                   "decision_type": "like", "refresh_embedding": False}
                 else:
-                    path, body = "/v1/recommendations", {"user_id": user, "limit": 20}
+                    path, body = "/v1/recommendations", {"user_id": users[(k * 7919 + i) % len(users)], "limit": 20}
                 t0 = time.perf_counter()
                 r = await c.post(path, json=body)
                 lat.append((time.perf_counter() - t0) * 1000)
@@ -94,8 +95,11 @@ def main() -> None:
     url = db.database_url(settings)
     with psycopg.connect(url) as conn:
         video = conn.execute("SELECT id FROM videos ORDER BY id LIMIT 1").fetchone()[0]
-        user = conn.execute("SELECT user_id FROM user_video_decisions GROUP BY 1 ORDER BY count(*) DESC, 1 "
-                            "LIMIT 1").fetchone()[0]
+        conn.execute("DELETE FROM user_video_decisions WHERE user_id LIKE 'pooler-%%'")
+        conn.execute("DELETE FROM profiles WHERE user_id LIKE 'pooler-%%'")
+        conn.commit()
+        users = [r[0] for r in conn.execute("SELECT user_id FROM user_video_decisions GROUP BY 1 "
+                                            "ORDER BY count(*) DESC, 1 LIMIT 200")]
     out: dict = {}
     runs = [("direct", None), ("pgbouncer_session", "session")]
     for name, mode in runs:
@@ -105,7 +109,7 @@ def main() -> None:
             os.environ["TWOTOWER__DATABASE__POOLER"] = "session"
         svc = Service(settings, target)
         try:
-            out[name] = asyncio.run(drive(svc.base, user, video, args.seconds, args.clients))
+            out[name] = asyncio.run(drive(svc.base, users, video, args.seconds, args.clients, name))
         finally:
             svc.close()
             os.environ.pop("TWOTOWER__DATABASE__POOLER", None)
