@@ -30,8 +30,8 @@ def embeddings(conn, table="video_embeddings", col="video_id"):
 
 
 def test_first_run_embeds_everything_then_only_changes(conn, settings, served):
-    r = batch.run_batch_update(settings, BatchConfig())  # no watermark yet: everything
-    assert r.videos == count(conn, "videos") and r.users == count(conn, "user_embeddings") > 0
+    r = batch.run_batch_update(settings, BatchConfig())  # videos: as embedded (fingerprints); users: no watermark yet
+    assert r.videos == 0 and r.users == count(conn, "user_embeddings") > 0
     r2 = batch.run_batch_update(settings, BatchConfig())
     assert (r2.videos, r2.users) == (0, 0)
     conn.execute("INSERT INTO videos (id, title, price) VALUES ('brand-new', 'New', 500)")
@@ -45,6 +45,13 @@ def test_first_run_embeds_everything_then_only_changes(conn, settings, served):
     assert "brand-new" in embeddings(conn)
     runs = batch.last_runs(conn)
     assert [x[4] for x in runs[:3]] == ["success"] * 3
+    # a video edited by hand, without touching updated_at (an app without one): found by its fingerprint
+    conn.execute("ALTER TABLE videos DISABLE TRIGGER videos_touch_updated_at")
+    conn.execute("UPDATE videos SET duration_seconds = coalesce(duration_seconds, 0) + 60 WHERE id = 'v002'")
+    conn.execute("DELETE FROM video_tags WHERE video_id = 'v003'")
+    conn.execute("ALTER TABLE videos ENABLE TRIGGER videos_touch_updated_at")
+    r4 = batch.run_batch_update(settings, BatchConfig())
+    assert r4.videos == 2
     assert r3.log_file.exists() and "success" in r3.log_file.read_text()
 
 

@@ -181,10 +181,20 @@ def test_the_whole_pipeline_leaves_the_app_as_it_was(supa, tmp_path):
         user = conn.execute("SELECT user_id FROM twotower.src_decisions GROUP BY 1 ORDER BY count(*) DESC, 1 "
                             "LIMIT 1").fetchone()[0]
         decided = {r[0] for r in conn.execute("SELECT video_id FROM twotower.src_decisions WHERE user_id = %s", (user,))}
-    first = batch.run_batch_update(settings, BatchConfig())  # no watermark yet: everything, through the views
-    assert (first.videos, first.users) == (250, 76)
+    first = batch.run_batch_update(settings, BatchConfig())  # users: no watermark yet; videos: as embedded
+    assert (first.videos, first.users) == (0, 76)
     again = batch.run_batch_update(settings, BatchConfig())
     assert (again.videos, again.users) == (0, 0)
+    with psycopg.connect(su) as c:  # the app edits a video (it has no updated_at): found by its fingerprint
+        vid = str(c.execute("SELECT id FROM public.videos ORDER BY id LIMIT 1").fetchone()[0])
+        c.execute("UPDATE public.videos SET genre = 'edited' WHERE id = %s", (vid,))
+        c.commit()
+    edited = batch.run_batch_update(settings, BatchConfig())
+    assert (edited.videos, edited.users) == (1, 0)
+    with psycopg.connect(su) as c:  # put it back, for the fingerprint of the app's tables below
+        c.execute("UPDATE public.videos SET genre = %s WHERE id = %s",
+                  (frames.videos.filter(pl.col("id") == vid)["genre"][0], vid))
+        c.commit()
     with TestClient(create_app(app_settings(settings))) as client:
         r = client.post("/v1/recommendations", json={"user_id": user, "limit": 10}, headers=token(user))
         assert r.status_code == 200, r.text

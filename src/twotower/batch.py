@@ -159,6 +159,8 @@ def _embed_batch(conn: psycopg.Connection, art, kind: str, table: str, col: str,
     vecs = item_vectors_online(conn, art, ids) if kind == "videos" else user_vectors_online(conn, art, ids)[0]
     with conn.transaction():
         upsert_vectors(conn, table, col, art.version, ids, vecs)
+        if kind == "videos":
+            conn.execute(db.sql("video_fingerprints_set"), {"ids": ids, "version": art.version})
         conn.execute(db.sql(f"batch_progress_{kind}"), (done, run_id))
 
 

@@ -1,6 +1,6 @@
--- Videos that are new or changed since the watermark, or that have no embedding for this
--- version yet (so a killed run's leftovers are picked up again).
-SELECT v.id FROM src_videos v
-WHERE (%(since)s::timestamptz IS NULL OR v.updated_at >= %(since)s OR v.created_at >= %(since)s)
-   OR NOT EXISTS (SELECT 1 FROM video_embeddings e WHERE e.model_version = %(version)s AND e.video_id = v.id)
-ORDER BY v.id;
+-- Videos that are new, or whose inputs changed since they were embedded for this version (their
+-- fingerprint differs, migration 005), or that have no embedding yet (a killed run's leftovers).
+SELECT f.video_id FROM video_fingerprints() f
+LEFT JOIN video_embeddings e ON e.model_version = %(version)s AND e.video_id = f.video_id
+WHERE e.video_id IS NULL OR e.fingerprint IS DISTINCT FROM f.fingerprint
+ORDER BY f.video_id;
