@@ -30,6 +30,9 @@ read -r -a WARM <<< "$($TT sample-users --n 2)"
 COLD="$($TT sample-users --n 1 --cold)"
 $TT recommend "${WARM[@]}" --limit 10
 
+step "the same from SQL: public.recommend_videos, as supabase.rpc('recommend_videos') calls it"
+$TT recommend "${WARM[0]}" "$COLD" --limit 5 --sql
+
 step "incremental refresh (nothing changed since the embed)"
 $TT batch-update
 

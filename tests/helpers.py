@@ -19,14 +19,15 @@ def load_world(conn, spec: synth.SynthSpec = SMALL_SPEC):
     return load_frames(conn)
 
 
-def trained_checkpoint(conn, tmp: Path, kind: str = "hybrid", split: str = "none") -> Path:
+def trained_checkpoint(conn, tmp: Path, kind: str = "hybrid", split: str = "none", extra: list[str] | None = None) -> Path:
     f = load_frames(conn)
     cat = Catalog.from_frames(f)
     ov = SMALL_MODEL + (["model.kind=hybrid", "model.init=ease_svd", "model.normalize=false",
-                         "training.epochs=0"] if kind == "hybrid" else ["training.epochs=1"])
+                         "training.epochs=0"] if kind == "hybrid" else ["training.epochs=1"]) + (extra or [])
     r = train(load_config(None, ov), f, cat, make_split(cat, split), tmp / f"ckpt-{kind}", quiet=True)
     return r.checkpoint
 
 
-def exported(conn, settings: Settings, tmp: Path, version: str = "v1", kind: str = "hybrid") -> Path:
-    return export(trained_checkpoint(conn, tmp, kind), None, settings.path("artifacts"), version)
+def exported(conn, settings: Settings, tmp: Path, version: str = "v1", kind: str = "hybrid",
+             extra: list[str] | None = None) -> Path:
+    return export(trained_checkpoint(conn, tmp, kind, extra=extra), None, settings.path("artifacts"), version)

@@ -29,8 +29,8 @@ def token(sub: str, exp_in: int = 3600, secret: str = SECRET, **claims) -> dict:
 SVC = {"Authorization": f"Bearer {SERVICE}"}
 
 
-def setup_model(conn, settings, tmp_path, version="v1", activate=True):
-    folder = exported(conn, settings, tmp_path / version, version)
+def setup_model(conn, settings, tmp_path, version="v1", activate=True, extra=None):
+    folder = exported(conn, settings, tmp_path / version, version, extra=extra)
     registry.register(conn, folder, settings.path("artifacts"))
     art = load_artifacts(settings.path("artifacts") / version)
     embed.embed_videos(conn, art, EmbeddingConfig())

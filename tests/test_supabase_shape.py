@@ -149,8 +149,10 @@ def fingerprint(url: str) -> dict:
                         "WHERE schemaname IN ('public', 'auth') ORDER BY 1, 2, 3",
             "grants": "SELECT c.oid::regclass::text, c.relacl::text, c.relrowsecurity FROM pg_class c "
                       "WHERE c.relnamespace IN ('public'::regnamespace, 'auth'::regnamespace) ORDER BY 1",
+            # twotower's own public.recommend_videos (recorded, dropped by db reset) is not the app's
             "functions": "SELECT p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)), p.proacl::text FROM pg_proc p "
-                         "WHERE p.pronamespace IN ('public'::regnamespace, 'auth'::regnamespace) ORDER BY 1",
+                         "WHERE p.pronamespace IN ('public'::regnamespace, 'auth'::regnamespace) "
+                         "AND p.proname <> 'recommend_videos' ORDER BY 1",
         }.items():
             out[name] = c.execute(q).fetchall()
     return out
@@ -202,6 +204,13 @@ def test_the_whole_pipeline_leaves_the_app_as_it_was(supa, tmp_path):
         assert body["source"] == "two_tower" and len(body["items"]) == 10
         assert not decided & {i["video_id"] for i in body["items"]}
         assert all(uuid.UUID(i["video_id"]) for i in body["items"])
+        # the same list from the database itself, as supabase.rpc('recommend_videos') asks for it
+        with psycopg.connect(owner) as c, c.transaction():
+            c.execute("SET LOCAL ROLE authenticated")
+            c.execute("SELECT set_config('request.jwt.claims', %s, true)", (f'{{"sub": "{user}", "role": "authenticated"}}',))
+            rows = c.execute("SELECT video_id, source FROM public.recommend_videos(10)").fetchall()
+        assert [r[0] for r in rows] == [i["video_id"] for i in body["items"]]
+        assert {r[1] for r in rows} == {"two_tower_stored"}  # this model's user tower has its content MLP
         assert fingerprint(su) == before  # reading changed nothing of the app's
         # the one write twotower makes into the app's tables: a decision, with the app's types
         video = body["items"][0]["video_id"]
@@ -216,7 +225,8 @@ def test_the_whole_pipeline_leaves_the_app_as_it_was(supa, tmp_path):
     assert fingerprint(su) == before
     with db.connection(url=owner) as conn:
         dropped = db.reset(conn)
-    assert dropped == ["schema twotower"]  # no demo tables, no auth stand-in: the app's are untouched
+    # no demo tables, no auth stand-in: the app's are untouched
+    assert dropped == ["schema twotower", "function public.recommend_videos"]
     assert fingerprint(su) == before
 
 

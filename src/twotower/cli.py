@@ -72,7 +72,7 @@ def _init(conn, s: Settings, config: Path | None, demo_tables: bool | None) -> l
     runs its own database (no DATABASE_URL), unless asked otherwise; so are Supabase's roles."""
     embedded = not s.database_url
     return db.migrate(conn, load_config(config).source, demo_tables=embedded if demo_tables is None else demo_tables,
-                      roles=embedded)
+                      roles=embedded, ab_salt=s.ab_salt)
 
 
 @db_app.command("init")
@@ -527,12 +527,29 @@ def recommend(
     users: Annotated[list[str], typer.Argument(help="user ids")],
     limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
     version: Annotated[str | None, typer.Option(help="model version (default: the default one)")] = None,
+    sql: Annotated[bool, typer.Option("--sql", help="ask public.recommend_videos, as supabase.rpc does "
+                                                    "(A/B arm, fills, cold start, logged)")] = False,
 ) -> None:
     """Top-N for users straight from pgvector (stored user vector, decided videos excluded)."""
     from twotower import embed as emb
     from twotower import registry
     from twotower.export import load_artifacts
 
+    if sql:
+        if version:
+            raise typer.BadParameter("--sql answers with the user's A/B arm; drop --version", param_hint="--version")
+        with store() as conn:
+            for u in users:
+                rows = conn.execute("SELECT r.video_id, r.score, r.model_version, r.source, r.reasons, v.title "
+                                    "FROM public.recommend_videos(%s, %s) r LEFT JOIN src_videos v ON v.id = r.video_id",
+                                    (limit, u)).fetchall()
+                conn.commit()
+                src = f"{rows[0][3]}, {rows[0][2] or 'no model'}" if rows else "nothing to recommend"
+                t = Table("#", "video", "title", "score", "reasons", title=f"{u} via recommend_videos ({src})")
+                for k, (vid, score, _, _, why, title) in enumerate(rows, 1):
+                    t.add_row(str(k), vid, title or "", f"{score:.4f}", ", ".join(why or []))
+                console.print(t)
+        return
     with store() as conn:
         v = registry.get(conn, version) if version else _default_version(conn)
         art = load_artifacts(Path(v.model_path))

@@ -46,6 +46,9 @@ class ModelConfig:
     dropout: list[float] = field(default_factory=lambda: [0.2, 0.1])
     normalize: bool = True
     use_content: bool = True
+    # hybrid: false keeps the user tower linear in the like history (no MLP of the user features),
+    # so the database can compute user vectors itself (recommend_videos, SQL-servable versions).
+    user_content: bool = True
     init: str = "random"  # random | ease_svd | svd
     ease_lambda: float = 0.0  # 0 -> choose on validation
 

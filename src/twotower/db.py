@@ -291,7 +291,7 @@ def _redact(url: str) -> str:
 # --------------------------------------------------------------------------- schema
 
 def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_tables: bool = False,
-            roles: bool = False) -> list[str]:
+            roles: bool = False, ab_salt: str = "twotower-ab") -> list[str]:
     """Install or upgrade twotower's schema; idempotent, serialised by an advisory lock.
 
     In order: pgvector, the `twotower` schema (adopting the tables of a pre-0.2 install from
@@ -350,7 +350,15 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
             conn.execute(sql("auth_shim"))
             conn.execute("INSERT INTO twotower.installed (object, detail) VALUES ('auth_shim', %s) "
                          "ON CONFLICT DO NOTHING", ("functions" if had_auth else "schema",))
+        # The SQL serving path and its public wrapper (public.recommend_videos: recorded, so
+        # `db reset` drops it), then the grants over everything, and the A/B salt it shares
+        # with the service.
+        conn.execute(sql("rpc"))
+        conn.execute("INSERT INTO twotower.installed (object, detail) VALUES ('rpc', 'public.recommend_videos') "
+                     "ON CONFLICT DO NOTHING")
         conn.execute(sql("security"))
+        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('ab_salt', %s) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (ab_salt,))
     _configure(conn)
     return applied
 
@@ -503,8 +511,11 @@ def reset(conn: psycopg.Connection) -> list[str]:
             return dropped
         made = dict(conn.execute("SELECT object, detail FROM twotower.installed").fetchall()) \
             if _exists(conn, SCHEMA, "installed") else {}
+        if "rpc" in made:
+            conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text)")
+            dropped.append("function public.recommend_videos")
         conn.execute("DROP SCHEMA twotower CASCADE")  # first: its views read the demo tables
-        dropped.append("schema twotower")
+        dropped.insert(0, "schema twotower")
         if "demo_tables" in made:
             schema = made["demo_tables"] or LEGACY_SCHEMA
             for t in reversed(APP_TABLES):

@@ -48,13 +48,19 @@ def drop_index(conn: psycopg.Connection, version: str) -> None:
 
 
 def _copy_vectors(conn: psycopg.Connection, table: str, id_col: str, version: str,
-                  ids: np.ndarray, vecs: np.ndarray) -> None:
-    stmt = psql.SQL("COPY {} (model_version, {}, embedding) FROM STDIN WITH (FORMAT BINARY)").format(
-        psql.Identifier(table), psql.Identifier(id_col))
+                  ids: np.ndarray, vecs: np.ndarray, fingerprints: list[str | None] | None = None) -> None:
+    cols = psql.SQL(", ").join(map(psql.Identifier, ["model_version", id_col, "embedding"]
+                                   + (["fingerprint"] if fingerprints is not None else [])))
+    stmt = psql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(psql.Identifier(table), cols)
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        copy.set_types(["text", "text", "vector"])
-        for i, v in zip(ids.tolist(), vecs, strict=True):
-            copy.write_row((version, i, v))
+        if fingerprints is None:
+            copy.set_types(["text", "text", "vector"])
+            for i, v in zip(ids.tolist(), vecs, strict=True):
+                copy.write_row((version, i, v))
+        else:
+            copy.set_types(["text", "text", "vector", "text"])
+            for i, v, f in zip(ids.tolist(), vecs, fingerprints, strict=True):
+                copy.write_row((version, i, v, f))
 
 
 def _write_parquet(path: Path, id_col: str, ids: np.ndarray, vecs: np.ndarray) -> None:
@@ -101,6 +107,9 @@ def embed_videos(conn: psycopg.Connection, art: Artifacts, cfg: EmbeddingConfig)
     import time
 
     t0 = time.perf_counter()
+    # Fingerprints go in with the rows (an UPDATE afterwards would write the table twice), read
+    # before the catalogue: a video edited meanwhile is re-embedded by the next batch-update.
+    fp = dict(conn.execute("SELECT video_id, fingerprint FROM video_fingerprints()").fetchall())
     videos, tags, performers = load_catalog(conn)
     if videos.height == 0:
         raise InvalidInput("there are no videos to embed: import or generate data first")
@@ -112,14 +121,33 @@ def embed_videos(conn: psycopg.Connection, art: Artifacts, cfg: EmbeddingConfig)
     with conn.transaction():
         drop_index(conn, art.version)
         conn.execute("DELETE FROM video_embeddings WHERE model_version = %s", (art.version,))
-        _copy_vectors(conn, "video_embeddings", "video_id", art.version, ids, vecs)
-        conn.execute(sql("video_fingerprints_set"), {"ids": None, "version": art.version})
+        _copy_vectors(conn, "video_embeddings", "video_id", art.version, ids, vecs, [fp.get(i) for i in ids.tolist()])
+        write_history_rows(conn, art)
         t2 = time.perf_counter()
         build_index(conn, art.version, art.dim, cfg)
     conn.execute("ANALYZE video_embeddings")
     conn.commit()
     t3 = time.perf_counter()
     return EmbedResult(len(ids), t1 - t0, t2 - t1, t3 - t2, parquet)
+
+
+def history_rows(art: Artifacts) -> tuple[np.ndarray, np.ndarray]:
+    """(video ids, rows) of a SQL-servable version's history table, read through the exported
+    user tower alone: with no user-content MLP, a one-video history gives that video's row."""
+    ids = np.asarray(art.item_vocab, dtype=object)
+    hist = np.arange(len(ids), dtype=np.int64)[:, None]  # (N, 1)
+    feats = np.zeros((len(ids), art.pipeline.user_feature_dim), np.float32)
+    return ids, art.embed_users(feats, hist)
+
+
+def write_history_rows(conn: psycopg.Connection, art: Artifacts) -> int:
+    """The rows `sql_user_vector` sums (model_meta.json says "user_vector": "sql"); 0 otherwise."""
+    conn.execute("DELETE FROM history_embeddings WHERE model_version = %s", (art.version,))
+    if art.meta.get("user_vector") != "sql" or not art.item_vocab:
+        return 0
+    ids, rows = history_rows(art)
+    _copy_vectors(conn, "history_embeddings", "video_id", art.version, ids, rows)
+    return len(ids)
 
 
 def user_history(art: Artifacts, liked: list[list[str]]) -> np.ndarray:

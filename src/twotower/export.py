@@ -87,6 +87,12 @@ def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version
             "vocab_sizes": {"tag": pipe.n_tags, "actress": pipe.n_performers,
                             "item": len(state["item_vocab"]) if args.kind == "hybrid" else 0},
             "max_history": pipe.max_history, "inputs": inputs, "model_args": args.to_dict(),
+            # Who must run what: a hybrid user tower without the user-content MLP is the sum of
+            # one row per liked video (the history table), which the database computes itself.
+            "user_vector": sql_user_vector(args),
+            "consumers": {"user_vector": "sql: sum of history_embeddings over the user's latest likes"
+                          if sql_user_vector(args) == "sql" else "onnx: user_tower.onnx on the feature JSON",
+                          "item_vector": "precomputed in video_embeddings (item_tower.onnx for new videos)"},
             "config": state["config"], "training_window": state["data_window"],
             "split": state["split"], "metrics": state["metrics"], "checkpoint_epoch": state["epoch"],
             "created_at": datetime.now(UTC).isoformat(), "torch": torch.__version__, "opset": OPSET,
@@ -101,6 +107,13 @@ def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def sql_user_vector(a: ModelArgs) -> str:
+    """'sql' when the user vector is linear in the like history (hybrid, no user-content MLP, not
+    normalised), so it can be summed in the database; else 'onnx'."""
+    linear = a.kind == "hybrid" and not (a.use_content and a.user_content) and not a.normalize
+    return "sql" if linear else "onnx"
 
 
 def _export_onnx(model: TwoTower, a: ModelArgs, folder: Path) -> dict[str, list[str]]:

@@ -35,6 +35,7 @@ class ModelArgs:
     dropout: list[float] = field(default_factory=lambda: [0.2, 0.1])
     normalize: bool = True
     use_content: bool = True
+    user_content: bool = True  # hybrid: the user tower's MLP of user features (off: linear in the history)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,7 +74,7 @@ class UserTower(nn.Module):
     def __init__(self, a: ModelArgs) -> None:
         super().__init__()
         self.kind, self.normalize, self.n_items = a.kind, a.normalize, a.n_items
-        self.content = content_mlp(a, a.user_dim)
+        self.content = content_mlp(a, a.user_dim) if (a.kind == "mlp" or a.user_content) else None
         if a.kind == "hybrid":
             # W: one row per video; the user vector is the sum over the liked videos (x_u W).
             self.history = id_table(a.n_items, a.embedding_dim)

@@ -52,10 +52,11 @@ def register(conn: psycopg.Connection, folder: Path, artifacts_root: Path) -> Mo
             verify_manifest(tmp)
             tmp.rename(target)
         conn.execute(
-            "INSERT INTO embedding_model_versions (version, model_type, model_path, embedding_dim, metric, metrics)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO embedding_model_versions (version, model_type, model_path, embedding_dim, metric, metrics,"
+            " user_vector, max_history) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (version, meta["model_type"], str(target), meta["embedding_dim"],
-             "cosine" if meta["normalized"] else "ip", Jsonb(meta.get("metrics") or {})))
+             "cosine" if meta["normalized"] else "ip", Jsonb(meta.get("metrics") or {}),
+             meta.get("user_vector", "onnx"), int(meta.get("max_history", 200))))
     return get(conn, version)
 
 

@@ -1,0 +1,109 @@
+"""recommend_videos (the SQL path, `supabase.rpc('recommend_videos')`) against the bare query.
+
+    python bench/rpc.py --videos 50000     # ~4 minutes with the world build; bench/results/rpc.json (untracked)
+
+A world like bench/serve.py's (10k users, 50k videos, 500k decisions) with a SQL-servable model
+(hybrid, `model.user_content=false`: the user vector is summed in SQL from the history rows).
+For 1,000 random users, interleaved user by user on one connection each:
+- bare: the prepared top-20 HNSW query with the decided filter and the stored user vector as a
+  parameter (bench/serve.py's "prepared" form);
+- rpc: `SELECT * FROM recommend_videos(20)` as PostgREST runs it for a signed-in user: one
+  transaction with `SET LOCAL ROLE authenticated` and `request.jwt.claims` set, then the call
+  (timed whole, and the call alone);
+- the SQL user vector of a heavy user with 1,000 likes (`sql_user_vector`, at max_history 200
+  as the model is exported, and at 1,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import _world  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import git_commit, machine, write_json  # noqa: E402
+from psycopg import sql as psql  # noqa: E402
+
+from twotower import db  # noqa: E402
+
+
+def pct(xs, p) -> float:
+    return round(float(np.percentile(xs, p)), 3)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=50_000)
+    ap.add_argument("--users", type=int, default=1000, help="users measured")
+    ap.add_argument("--keep", action="store_true", help="reuse the world of an earlier run")
+    a = ap.parse_args()
+    _world.MODEL = [*_world.MODEL, "model.user_content=false"]
+    s, _ = _world.build_world(f"rpc-{a.videos}", a.videos // 5, a.videos, a.videos * 10, keep=a.keep)
+    bare_c, rpc_c = db.connect(s), db.connect(s)
+    with db.connect(s) as c:
+        assert c.execute("SELECT user_vector FROM embedding_model_versions WHERE version = 'bench'").fetchone()[0] == "sql"
+        vecs = dict(c.execute("SELECT user_id, embedding FROM user_embeddings WHERE model_version = 'bench'").fetchall())
+        dim = len(next(iter(vecs.values())).to_numpy())
+    bare_c.execute("SET hnsw.ef_search = 40; SET hnsw.iterative_scan = relaxed_order; "
+                   "SET plan_cache_mode = force_generic_plan")
+    text = db.sql("hnsw_search").replace("%(version)s", "'bench'").replace("%(k)s", "20")
+    bare = psql.SQL(text).format(dim=psql.Literal(dim))
+    users = random.Random(0).sample(sorted(vecs), min(a.users, len(vecs)))
+    t_bare, t_rpc, t_call = [], [], []
+    for u in users[:50] + users:  # the first 50 warm the caches and are measured again
+        q = vecs[u].to_numpy()
+        t0 = time.perf_counter()
+        bare_c.execute(bare, {"q": q, "user_id": u}, prepare=True).fetchall()
+        t1 = time.perf_counter()
+        with rpc_c.transaction():
+            rpc_c.execute("SET LOCAL ROLE authenticated")
+            rpc_c.execute("SELECT set_config('request.jwt.claims', %s, true)",
+                          (json.dumps({"sub": u, "role": "authenticated"}),))
+            t2 = time.perf_counter()
+            rows = rpc_c.execute("SELECT * FROM recommend_videos(20)").fetchall()
+            t3 = time.perf_counter()
+        t4 = time.perf_counter()
+        assert len(rows) == 20
+        t_bare.append((t1 - t0) * 1000)
+        t_call.append((t3 - t2) * 1000)
+        t_rpc.append((t4 - t1) * 1000)
+    t_bare, t_rpc, t_call = t_bare[50:], t_rpc[50:], t_call[50:]
+    # a heavy user: 1,000 likes
+    with db.connect(s) as c:
+        c.execute("DELETE FROM user_video_decisions WHERE user_id = 'heavy'")
+        c.execute("INSERT INTO profiles (user_id) VALUES ('heavy') ON CONFLICT DO NOTHING")
+        c.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type, created_at) "
+                  "SELECT 'heavy', id, 'like', now() - (row_number() OVER (ORDER BY id)) * interval '1 minute' "
+                  "FROM (SELECT id FROM videos ORDER BY md5(id) LIMIT 1000) v")
+        t_vec = {}
+        for hist in (200, 1000):
+            ts = []
+            for _ in range(200):
+                t0 = time.perf_counter()
+                c.execute("SELECT twotower.sql_user_vector('bench', 'heavy', %s)", (hist,), prepare=True).fetchone()
+                ts.append((time.perf_counter() - t0) * 1000)
+            t_vec[hist] = {"p50_ms": pct(ts[20:], 50), "p99_ms": pct(ts[20:], 99)}
+        c.execute("DELETE FROM user_video_decisions WHERE user_id = 'heavy'")
+    out = {
+        "commit": git_commit(), "machine": machine(), "videos": a.videos, "users_measured": len(t_bare),
+        "bare_prepared": {"p50_ms": pct(t_bare, 50), "p99_ms": pct(t_bare, 99)},
+        "rpc_as_postgrest": {"p50_ms": pct(t_rpc, 50), "p99_ms": pct(t_rpc, 99)},
+        "rpc_call_only": {"p50_ms": pct(t_call, 50), "p99_ms": pct(t_call, 99)},
+        "ratio_p50_postgrest": round(pct(t_rpc, 50) / pct(t_bare, 50), 2),
+        "ratio_p50_call": round(pct(t_call, 50) / pct(t_bare, 50), 2),
+        "sql_user_vector_1000_likes": t_vec,
+    }
+    print(json.dumps(out, indent=2))
+    print(f"wrote {write_json(f'rpc_{a.videos}', out)}")
+    db.stop_embedded(s)
+
+
+if __name__ == "__main__":
+    main()

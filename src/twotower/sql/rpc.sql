@@ -1,0 +1,211 @@
+-- The SQL serving path (run by every `db init`, after the migrations and security.sql, so a fix
+-- here reaches existing installs): recommendations computed inside the database with the same
+-- semantics as POST /v1/recommendations, and the thin public wrapper PostgREST exposes,
+-- `public.recommend_videos(p_limit, p_user_id)`, called as supabase.rpc('recommend_videos', ...).
+
+-- The user's vector for a SQL-servable version: the sum of the history rows of their latest
+-- likes, as the ONNX user tower computes it (most recent first, at most max_history; videos the
+-- model does not know add nothing). NULL for a user without likes.
+CREATE OR REPLACE FUNCTION twotower.sql_user_vector(p_version text, p_user_id text, p_max_history integer)
+RETURNS vector LANGUAGE sql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $$
+SELECT sum(h.embedding)
+FROM (SELECT d.video_id FROM src_decisions d
+      WHERE d.user_id = p_user_id AND d.decision_type = 'like' AND d.created_at < now()
+      ORDER BY d.created_at DESC, d.video_id LIMIT p_max_history) l
+JOIN history_embeddings h ON h.model_version = p_version AND h.video_id = l.video_id
+$$;
+
+-- The A/B arm, as the service assigns it: sha256(salt:user) -> [0, 1) against the cumulative
+-- traffic shares of the active versions in version order; NULL when none is active.
+CREATE OR REPLACE FUNCTION twotower.ab_version(p_user_id text)
+RETURNS text LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+WITH s AS (
+    SELECT version, sum(traffic_share) OVER (ORDER BY version) / sum(traffic_share) OVER () AS upto,
+           count(*) OVER () AS n, row_number() OVER (ORDER BY version DESC) AS from_end
+    FROM embedding_model_versions WHERE is_active AND traffic_share > 0
+), h AS (
+    SELECT (CASE WHEN b < 0 THEN b::numeric + 18446744073709551616 ELSE b::numeric END
+            / 18446744073709551616)::float8 AS x
+    FROM (SELECT ('x' || encode(substring(sha256(convert_to(
+                     coalesce((SELECT value FROM settings WHERE key = 'ab_salt'), 'twotower-ab') || ':' || p_user_id,
+                     'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint AS b) z
+)
+SELECT s.version FROM s, h WHERE s.n = 1 OR h.x < s.upto OR s.from_end = 1
+ORDER BY s.version LIMIT 1
+$$;
+
+-- Popular-and-recent videos (the cold-start list and the last fill), as serve_popular.sql.
+CREATE OR REPLACE FUNCTION twotower.popular_videos(p_n integer)
+RETURNS TABLE (video_id text, score double precision)
+LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+WITH ref AS (SELECT coalesce(max(created_at), now()) AS t FROM src_decisions),
+pop AS (
+    SELECT d.video_id, count(*) AS likes FROM src_decisions d, ref
+    WHERE d.decision_type = 'like' AND d.created_at >= ref.t - interval '30 days' GROUP BY d.video_id
+)
+SELECT v.id, (coalesce(p.likes, 0) + 1)::float8
+       * (1.0 + 1.0 / (1.0 + greatest(extract(epoch FROM (ref.t - coalesce(v.product_released_at, v.created_at)))
+                                      / 86400.0, 0) / 30.0))
+FROM src_videos v CROSS JOIN ref LEFT JOIN pop p ON p.video_id = v.id
+ORDER BY 2 DESC, 1 LIMIT p_n
+$$;
+
+-- Reasons, as the service names them: up to 3 tags, then up to 2 performers, each in name order,
+-- that a video shares with the user's 200 most recent likes.
+CREATE OR REPLACE FUNCTION twotower.reasons_for(p_user_id text, p_video_ids text[])
+RETURNS TABLE (video_id text, reasons text[])
+LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+WITH liked AS (
+    SELECT d.video_id FROM src_decisions d WHERE d.user_id = p_user_id AND d.decision_type = 'like'
+    ORDER BY d.created_at DESC LIMIT 200
+), lt AS (SELECT DISTINCT t.tag_name FROM liked l JOIN src_video_tags t ON t.video_id = l.video_id),
+lp AS (SELECT DISTINCT p.performer_name FROM liked l JOIN src_video_performers p ON p.video_id = l.video_id)
+SELECT c.id,
+       ARRAY(SELECT 'tag:' || t.tag_name FROM src_video_tags t WHERE t.video_id = c.id
+             AND t.tag_name IN (SELECT tag_name FROM lt) ORDER BY t.tag_name COLLATE "C" LIMIT 3)
+       || ARRAY(SELECT 'performer:' || p.performer_name FROM src_video_performers p WHERE p.video_id = c.id
+                AND p.performer_name IN (SELECT performer_name FROM lp) ORDER BY p.performer_name COLLATE "C" LIMIT 2)
+FROM unnest(p_video_ids) AS c(id)
+$$;
+
+-- One user's list: the arm, the user vector (summed in SQL, or stored), the filtered HNSW search
+-- (iterative scan; over-fetching before pgvector 0.8), the exact and the popular fills, the
+-- cold-start list, reasons, and the served list in recommendation_log. Dynamic SQL because each
+-- version has its own partial HNSW index over embedding::vector(D), which the statement must
+-- name with the version and dimension as literals; the ORDER BY is the distance expression
+-- itself, never an alias (supabase#18046: an alias defeats the index).
+CREATE OR REPLACE FUNCTION twotower.recommend(p_user_id text, p_limit integer)
+RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
+LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
+#variable_conflict use_column
+DECLARE
+    m record;
+    q vector;
+    src text := 'two_tower';
+    ids text[] := '{}';
+    scores float8[] := '{}';
+    n integer;
+    iterative boolean;
+    search text;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100 THEN
+        RAISE EXCEPTION 'p_limit must be between 1 and 100, not %', p_limit USING ERRCODE = '22023';
+    END IF;
+    SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
+    FROM embedding_model_versions e WHERE e.version = ab_version(p_user_id);
+    IF m.version IS NOT NULL AND EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id) THEN
+        IF m.user_vector = 'sql' THEN
+            q := sql_user_vector(m.version, p_user_id, m.max_history);
+        ELSE
+            src := 'two_tower_stored';
+            SELECT e.embedding INTO q FROM user_embeddings e WHERE e.model_version = m.version AND e.user_id = p_user_id;
+        END IF;
+    END IF;
+    IF q IS NULL THEN  -- no decisions (or no likes, or no vector yet): popular and recent
+        INSERT INTO recommendation_log (user_id, model_version, source, video_ids)
+        SELECT p_user_id, m.version, 'cold_start', coalesce(array_agg(p.video_id ORDER BY p.score DESC, p.video_id), '{}')
+        FROM (SELECT * FROM popular_videos(500) pv
+              WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
+              ORDER BY pv.score DESC, pv.video_id LIMIT p_limit) p;
+        RETURN QUERY SELECT pv.video_id, pv.score, NULL::text, 'cold_start'::text, ARRAY['popular and recent']
+            FROM popular_videos(500) pv
+            WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
+            ORDER BY pv.score DESC, pv.video_id LIMIT p_limit;
+        RETURN;
+    END IF;
+    iterative := (SELECT string_to_array(extversion, '.')::int[] >= ARRAY[0, 8, 0]
+                  FROM pg_extension WHERE extname = 'vector');
+    search := format($q$
+        SELECT coalesce(array_agg(c.video_id ORDER BY c.dist), '{}'), coalesce(array_agg(-c.dist ORDER BY c.dist), '{}')
+        FROM (SELECT e.video_id, e.embedding::vector(%1$s) <#> $1::vector(%1$s) AS dist
+              FROM video_embeddings e
+              WHERE e.model_version = %2$L
+                AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = $2 AND d.video_id = e.video_id)
+              ORDER BY %3$s
+              LIMIT $3) c$q$, m.embedding_dim, m.version, '%s');
+    n := p_limit;
+    IF iterative THEN
+        PERFORM set_config('hnsw.ef_search', greatest(40, p_limit)::text, true),
+                set_config('hnsw.iterative_scan', 'relaxed_order', true),
+                set_config('hnsw.max_scan_tuples', '20000', true);
+        EXECUTE format(search, format('e.embedding::vector(%1$s) <#> $1::vector(%1$s)', m.embedding_dim))
+            INTO ids, scores USING q, p_user_id, p_limit;
+    ELSE
+        LOOP  -- pgvector < 0.8: over-fetch, fourfold, up to the largest ef_search
+            n := least(1000, greatest(n * 4, 40));
+            PERFORM set_config('hnsw.ef_search', n::text, true);
+            EXECUTE format(search, format('e.embedding::vector(%1$s) <#> $1::vector(%1$s)', m.embedding_dim))
+                INTO ids, scores USING q, p_user_id, n;
+            EXIT WHEN cardinality(ids) >= p_limit OR n >= 1000;
+        END LOOP;
+        ids := ids[1:p_limit];
+        scores := scores[1:p_limit];
+    END IF;
+    IF cardinality(ids) < p_limit THEN  -- still short: an exact scan the index cannot serve
+        EXECUTE format(search, format('(e.embedding::vector(%1$s) <#> $1::vector(%1$s)) + 0', m.embedding_dim))
+            INTO ids, scores USING q, p_user_id, p_limit;
+    END IF;
+    RETURN QUERY
+    WITH found AS (
+        SELECT f.video_id, f.score, f.ord, r.reasons, src AS source
+        FROM unnest(ids, scores) WITH ORDINALITY AS f(video_id, score, ord)
+        JOIN reasons_for(p_user_id, ids) r ON r.video_id = f.video_id
+    ), fill AS (  -- the filter left it short: popular undecided videos
+        SELECT pv.video_id, pv.score, cardinality(ids) + row_number() OVER (ORDER BY pv.score DESC, pv.video_id) AS ord,
+               ARRAY['popular'] AS reasons, src AS source
+        FROM popular_videos(500) pv
+        WHERE cardinality(ids) < p_limit AND NOT (pv.video_id = ANY (ids))
+          AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
+        ORDER BY pv.score DESC, pv.video_id LIMIT greatest(p_limit - cardinality(ids), 0)
+    ), served AS (
+        SELECT * FROM found UNION ALL SELECT * FROM fill
+    ), logged AS (
+        INSERT INTO recommendation_log (user_id, model_version, source, video_ids)
+        SELECT p_user_id, m.version, src, coalesce(array_agg(s.video_id ORDER BY s.ord), '{}') FROM served s
+    )
+    SELECT s.video_id, s.score, m.version, s.source, s.reasons FROM served s ORDER BY s.ord;
+END
+$fn$;
+
+-- The public wrapper: the caller is auth.uid() (as text: ids are compared as text); a signed-in
+-- user may ask only for itself; the service role (or the owner) may name any p_user_id. `anon`
+-- may not execute it at all (its EXECUTE is revoked: PostgreSQL's permission denied).
+CREATE OR REPLACE FUNCTION public.recommend_videos(p_limit integer DEFAULT 20, p_user_id text DEFAULT NULL)
+RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, extensions, public, pg_catalog AS $fn$
+#variable_conflict use_column
+DECLARE
+    caller text := current_setting('role');
+    sub text := auth.jwt() ->> 'sub';
+BEGIN
+    IF caller IN ('authenticated', 'anon') THEN
+        IF sub IS NULL THEN
+            RAISE EXCEPTION 'no signed-in user: call recommend_videos with a user''s access token'
+                USING ERRCODE = '42501';
+        END IF;
+        IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
+            RAISE EXCEPTION 'a user may only ask for their own recommendations' USING ERRCODE = '42501';
+        END IF;
+        RETURN QUERY SELECT * FROM twotower.recommend(sub, p_limit);
+    ELSE
+        IF coalesce(p_user_id, sub) IS NULL THEN
+            RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
+        END IF;
+        RETURN QUERY SELECT * FROM twotower.recommend(coalesce(p_user_id, sub), p_limit);
+    END IF;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION public.recommend_videos(integer, text) FROM PUBLIC;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+        REVOKE ALL ON FUNCTION public.recommend_videos(integer, text) FROM anon;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+        GRANT EXECUTE ON FUNCTION public.recommend_videos(integer, text) TO authenticated;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+        GRANT EXECUTE ON FUNCTION public.recommend_videos(integer, text) TO service_role;
+    END IF;
+END $$;
