@@ -50,6 +50,22 @@ FROM src_videos v CROSS JOIN ref LEFT JOIN pop p ON p.video_id = v.id
 ORDER BY 2 DESC, 1 LIMIT p_n
 $$;
 
+-- Recompute popular_cache when it is older than p_age (one caller at a time; the others serve the
+-- list they have).
+CREATE OR REPLACE FUNCTION twotower.refresh_popular(p_age interval)
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = twotower, pg_catalog AS $fn$
+BEGIN
+    IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'popular_at'), '-infinity') > now() - p_age
+       OR NOT pg_try_advisory_xact_lock(hashtext('twotower.popular')) THEN
+        RETURN;
+    END IF;
+    DELETE FROM popular_cache;
+    INSERT INTO popular_cache (video_id, score) SELECT * FROM popular_videos(500);
+    INSERT INTO settings (key, value) VALUES ('popular_at', now()::text)
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+END
+$fn$;
+
 -- Reasons, as the service names them: up to 3 tags, then up to 2 performers, each in name order,
 -- that a video shares with the user's 200 most recent likes.
 CREATE OR REPLACE FUNCTION twotower.reasons_for(p_user_id text, p_video_ids text[])
@@ -91,11 +107,24 @@ BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100 THEN
         RAISE EXCEPTION 'p_limit must be between 1 and 100, not %', p_limit USING ERRCODE = '22023';
     END IF;
+    IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'popular_at'), '-infinity')
+       <= now() - interval '5 minutes' THEN
+        PERFORM refresh_popular(interval '5 minutes');
+    END IF;
+    -- The arm: with one active version no hash is needed (as in the service); else ab_version.
     SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
-    FROM embedding_model_versions e WHERE e.version = ab_version(p_user_id);
+    FROM embedding_model_versions e WHERE e.is_active AND e.traffic_share > 0;
+    IF (SELECT count(*) FROM embedding_model_versions e WHERE e.is_active AND e.traffic_share > 0) > 1 THEN
+        SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
+        FROM embedding_model_versions e WHERE e.version = ab_version(p_user_id);
+    END IF;
     IF m.version IS NOT NULL AND EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id) THEN
-        IF m.user_vector = 'sql' THEN
-            q := sql_user_vector(m.version, p_user_id, m.max_history);
+        IF m.user_vector = 'sql' THEN  -- as sql_user_vector, inline (a function call pays for its SET)
+            SELECT sum(h.embedding) INTO q
+            FROM (SELECT d.video_id FROM src_decisions d
+                  WHERE d.user_id = p_user_id AND d.decision_type = 'like' AND d.created_at < now()
+                  ORDER BY d.created_at DESC, d.video_id LIMIT m.max_history) l
+            JOIN history_embeddings h ON h.model_version = m.version AND h.video_id = l.video_id;
         ELSE
             src := 'two_tower_stored';
             SELECT e.embedding INTO q FROM user_embeddings e WHERE e.model_version = m.version AND e.user_id = p_user_id;
@@ -104,11 +133,11 @@ BEGIN
     IF q IS NULL THEN  -- no decisions (or no likes, or no vector yet): popular and recent
         INSERT INTO recommendation_log (user_id, model_version, source, video_ids)
         SELECT p_user_id, m.version, 'cold_start', coalesce(array_agg(p.video_id ORDER BY p.score DESC, p.video_id), '{}')
-        FROM (SELECT * FROM popular_videos(500) pv
+        FROM (SELECT * FROM popular_cache pv
               WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
               ORDER BY pv.score DESC, pv.video_id LIMIT p_limit) p;
         RETURN QUERY SELECT pv.video_id, pv.score, NULL::text, 'cold_start'::text, ARRAY['popular and recent']
-            FROM popular_videos(500) pv
+            FROM popular_cache pv
             WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
             ORDER BY pv.score DESC, pv.video_id LIMIT p_limit;
         RETURN;
@@ -146,14 +175,24 @@ BEGIN
             INTO ids, scores USING q, p_user_id, p_limit;
     END IF;
     RETURN QUERY
-    WITH found AS (
-        SELECT f.video_id, f.score, f.ord, r.reasons, src AS source
+    WITH liked AS (  -- reasons, as reasons_for names them (inline: a function call pays for its SET)
+        SELECT d.video_id FROM src_decisions d WHERE d.user_id = p_user_id AND d.decision_type = 'like'
+        ORDER BY d.created_at DESC LIMIT 200
+    ), lt AS (SELECT DISTINCT t.tag_name FROM liked l JOIN src_video_tags t ON t.video_id = l.video_id),
+    lp AS (SELECT DISTINCT p.performer_name FROM liked l JOIN src_video_performers p ON p.video_id = l.video_id),
+    found AS (
+        SELECT f.video_id, f.score, f.ord,
+               ARRAY(SELECT 'tag:' || t.tag_name FROM src_video_tags t WHERE t.video_id = f.video_id
+                     AND t.tag_name IN (SELECT lt.tag_name FROM lt) ORDER BY t.tag_name COLLATE "C" LIMIT 3)
+               || ARRAY(SELECT 'performer:' || p.performer_name FROM src_video_performers p
+                        WHERE p.video_id = f.video_id AND p.performer_name IN (SELECT lp.performer_name FROM lp)
+                        ORDER BY p.performer_name COLLATE "C" LIMIT 2) AS reasons,
+               src AS source
         FROM unnest(ids, scores) WITH ORDINALITY AS f(video_id, score, ord)
-        JOIN reasons_for(p_user_id, ids) r ON r.video_id = f.video_id
     ), fill AS (  -- the filter left it short: popular undecided videos
         SELECT pv.video_id, pv.score, cardinality(ids) + row_number() OVER (ORDER BY pv.score DESC, pv.video_id) AS ord,
                ARRAY['popular'] AS reasons, src AS source
-        FROM popular_videos(500) pv
+        FROM popular_cache pv
         WHERE cardinality(ids) < p_limit AND NOT (pv.video_id = ANY (ids))
           AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
         ORDER BY pv.score DESC, pv.video_id LIMIT greatest(p_limit - cardinality(ids), 0)
