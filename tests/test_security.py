@@ -110,4 +110,10 @@ def test_functions_pin_their_search_path(conn):
                         "WHERE n.nspname = 'twotower'").fetchall()
     assert rows
     unpinned = [name for name, cfg in rows if not any(c.startswith("search_path=") for c in (cfg or []))]
-    assert not unpinned, unpinned
+    # the id casts stay unpinned on purpose: PostgreSQL inlines them only without a SET clause (so
+    # the app's indexes serve `user_key = twotower.user_key($1)`); their bodies name no object
+    assert sorted(unpinned) == ["user_key", "video_key"], unpinned
+    for fn in unpinned:
+        body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = %s AND pronamespace = 'twotower'::regnamespace",
+                            (fn,)).fetchone()[0]
+        assert body.strip().rstrip(";") in ("SELECT $1", "SELECT $1::text"), body

@@ -167,6 +167,14 @@ def test_the_whole_pipeline_leaves_the_app_as_it_was(supa, tmp_path):
         assert "001_schema" in applied and not any("demo" in a for a in applied)
         assert conn.execute("SELECT extnamespace::regnamespace::text FROM pg_extension "
                             "WHERE extname = 'vector'").fetchone()[0] == "extensions"
+        # per-user lookups reach the app's own uuid indexes through the views (a text-cast id could not)
+        u0, v0 = conn.execute("SELECT user_id, video_id FROM twotower.src_decisions LIMIT 1").fetchone()
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.execute(
+                "EXPLAIN SELECT 1 FROM twotower.src_decisions d WHERE d.user_key = twotower.user_key(%s) "
+                "AND d.video_key = twotower.video_key(%s)", (u0, v0)))
+            assert "user_video_decisions_pkey" in plan and "Seq Scan" not in plan, plan
         frames = load_frames(conn)
         assert frames.decisions.height == 3000 and frames.performers.height == 0
         assert frames.videos["price"].null_count() == frames.videos.height  # the app has no prices

@@ -26,21 +26,27 @@ class View:
     key: str  # the mapping's key in SourceConfig
     default_table: str
     columns: tuple[tuple[str, str], ...]  # (seed column name, type it is read as)
+    # (key column, seed id column): the id again in the app's own type, so a per-user or
+    # per-video filter compares `user_key = twotower.user_key($1)` and the app's index serves it
+    # (a text-cast id would make every lookup a scan of the app's table).
+    keys: tuple[tuple[str, str], ...] = ()
 
 
 VIEWS = (
     View("src_profiles", "profiles", "profiles",
          (("user_id", "text"), ("display_name", "text"), ("created_at", "timestamptz"), ("age_range", "text"),
-          ("region", "text"), ("updated_at", "timestamptz"))),
+          ("region", "text"), ("updated_at", "timestamptz")), (("user_key", "user_id"),)),
     View("src_videos", "videos", "videos",
          (("id", "text"), ("title", "text"), ("description", "text"), ("genre", "text"), ("maker", "text"),
           ("price", "double precision"), ("duration_seconds", "integer"), ("product_released_at", "timestamptz"),
-          ("created_at", "timestamptz"), ("updated_at", "timestamptz"))),
-    View("src_video_tags", "video_tags", "video_tags", (("video_id", "text"), ("tag_name", "text"))),
+          ("created_at", "timestamptz"), ("updated_at", "timestamptz")), (("video_key", "id"),)),
+    View("src_video_tags", "video_tags", "video_tags", (("video_id", "text"), ("tag_name", "text")),
+         (("video_key", "video_id"),)),
     View("src_video_performers", "video_performers", "video_performers",
-         (("video_id", "text"), ("performer_name", "text"))),
+         (("video_id", "text"), ("performer_name", "text")), (("video_key", "video_id"),)),
     View("src_decisions", "decisions", "user_video_decisions",
-         (("user_id", "text"), ("video_id", "text"), ("decision_type", "text"), ("created_at", "timestamptz"))),
+         (("user_id", "text"), ("video_id", "text"), ("decision_type", "text"), ("created_at", "timestamptz")),
+         (("user_key", "user_id"), ("video_key", "video_id"))),
 )
 
 
@@ -69,8 +75,11 @@ def view_sql(conn: psycopg.Connection, cfg: SourceConfig, view: View) -> sql.Com
     m = mapping(cfg, view)
     out = sql.SQL("CREATE VIEW {}.{} AS ").format(sql.Identifier(SCHEMA), sql.Identifier(view.name))
     nulls = [sql.SQL("NULL::{} AS {}").format(sql.SQL(t), sql.Identifier(c)) for c, t in view.columns]
+    # a missing key has the app's id type all the same (joins compare keys of two views)
+    key_nulls = [sql.SQL("{}.{}(NULL) AS {}").format(sql.Identifier(SCHEMA), sql.Identifier(k), sql.Identifier(k))
+                 for k, _ in view.keys]
     if m["table"] is None:  # the app has no such table: an empty view of the right shape
-        return out + sql.SQL("SELECT {} WHERE false").format(sql.SQL(", ").join(nulls))
+        return out + sql.SQL("SELECT {} WHERE false").format(sql.SQL(", ").join(nulls + key_nulls))
     have = _columns(conn, cfg.schema, m["table"])
     if not have:
         raise StoreUnavailable(f"source.{view.key}: table {cfg.schema}.{m['table']} does not exist "
@@ -85,8 +94,32 @@ def view_sql(conn: psycopg.Connection, cfg: SourceConfig, view: View) -> sql.Com
                                    f"(it has {', '.join(sorted(have))}); set it, or null if there is none")
         else:
             cols.append(sql.SQL("{}::{} AS {}").format(sql.Identifier(src), sql.SQL(t), sql.Identifier(c)))
+    for k, c in view.keys:  # the ids as the app stores them (checked above)
+        cols.append(sql.SQL("{} AS {}").format(sql.Identifier(m[c]), sql.Identifier(k)) if m[c] is not None
+                    else sql.SQL("{}.{}(NULL) AS {}").format(sql.Identifier(SCHEMA), sql.Identifier(k),
+                                                              sql.Identifier(k)))
     return out + sql.SQL("SELECT {} FROM {}.{}").format(sql.SQL(", ").join(cols), sql.Identifier(cfg.schema),
                                                         sql.Identifier(m["table"]))
+
+
+def key_functions(conn: psycopg.Connection, cfg: SourceConfig) -> list[sql.Composed]:
+    """twotower.user_key(text) / video_key(text): a text id cast to the app's id type. Plain SQL,
+    IMMUTABLE and without a SET clause on purpose: PostgreSQL inlines such a function, so
+    `user_key = twotower.user_key($1)` becomes `user_id = $1::uuid` and the app's index serves it
+    (a pinned search_path would stop the inlining; the body names only a built-in type)."""
+    out = []
+    for fn, view, col in (("user_key", VIEWS[4], "user_id"), ("video_key", VIEWS[1], "id")):
+        m = mapping(cfg, view)
+        typ = "text"
+        if m["table"] is not None and m[col] is not None:
+            typ = conn.execute("SELECT format_type(a.atttypid, NULL) FROM pg_attribute a JOIN pg_class c ON "
+                               "c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                               "AND c.relname = %s AND a.attname = %s", (cfg.schema, m["table"], m[col])).fetchone()[0]
+        body = sql.SQL("SELECT $1") if typ == "text" else sql.SQL("SELECT $1::{}").format(sql.SQL(typ))
+        out.append(sql.SQL("DROP FUNCTION IF EXISTS {}.{}(text) CASCADE").format(sql.Identifier(SCHEMA), sql.Identifier(fn)))
+        out.append(sql.SQL("CREATE FUNCTION {}.{}(p_id text) RETURNS {} LANGUAGE sql IMMUTABLE PARALLEL SAFE "
+                           "AS $fn${};$fn$").format(sql.Identifier(SCHEMA), sql.Identifier(fn), sql.SQL(typ), body))
+    return out
 
 
 def install(conn: psycopg.Connection, cfg: SourceConfig, demo: bool) -> None:
@@ -95,6 +128,9 @@ def install(conn: psycopg.Connection, cfg: SourceConfig, demo: bool) -> None:
     for a user without a profile creates the profile (their foreign key needs it)."""
     for v in VIEWS:
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(v.name)))
+    for stmt in key_functions(conn, cfg):  # first: an empty view's keys are typed by them
+        conn.execute(stmt)
+    for v in VIEWS:
         conn.execute(view_sql(conn, cfg, v))
     conn.execute(_record_decision(conn, cfg, demo))
 

@@ -30,8 +30,9 @@ def migration_files(conn: psycopg.Connection, src: SourceConfig) -> list[tuple[s
     drops = [psql.SQL("DROP VIEW IF EXISTS {}.{};").format(psql.Identifier(source.SCHEMA),
                                                             psql.Identifier(v.name)).as_string(conn)
              for v in source.VIEWS]
+    keys = [k.as_string(conn) + ";" for k in source.key_functions(conn, src)]
     files = [("twotower_schema", db.sql("bookkeeping")),
-             ("twotower_source", "\n".join([*drops, *views, source._record_decision(conn, src, demo=False)
+             ("twotower_source", "\n".join([*drops, *keys, *views, source._record_decision(conn, src, demo=False)
                                            .as_string(conn) + ";"]) + "\n")]
     for version, name, text in db.migrations():
         files.append((f"twotower_{version:03d}_{name}", text.rstrip() + "\n" + psql.SQL(

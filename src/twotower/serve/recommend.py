@@ -99,7 +99,8 @@ def _statement(version: str, dim: int, k: int, exclude: bool, stored: bool, exac
     if exact:
         order = psql.SQL("({}) + 0").format(order)
     skip = psql.SQL("\n      AND NOT EXISTS (SELECT 1 FROM src_decisions d "
-                    "WHERE d.user_id = %(user_id)s AND d.video_id = e.video_id)") if exclude else psql.SQL("")
+                    "WHERE d.user_key = twotower.user_key(%(user_id)s) "
+                    "AND d.video_key = twotower.video_key(e.video_id))") if exclude else psql.SQL("")
     return psql.SQL(sql("serve_recommend")).format(prelude=prelude, q=q, guard=guard, dim=d, version=ver,
                                                    k=psql.Literal(k), exclude=skip, order=order).as_bytes(None)
 

@@ -6,7 +6,7 @@ WITH c AS MATERIALIZED (
     FROM video_embeddings e
     WHERE e.model_version = %(version)s
       AND NOT EXISTS (SELECT 1 FROM src_decisions d
-                      WHERE d.user_id = %(user_id)s AND d.video_id = e.video_id)
+                      WHERE d.user_key = twotower.user_key(%(user_id)s) AND d.video_key = twotower.video_key(e.video_id))
     ORDER BY e.embedding::vector({dim}) <#> %(q)s::vector({dim})
     LIMIT %(k)s
 )

@@ -3,6 +3,58 @@
 -- semantics as POST /v1/recommendations, and the thin public wrapper PostgREST exposes,
 -- `public.recommend_videos(p_limit, p_user_id)`, called as supabase.rpc('recommend_videos', ...).
 
+-- The feature functions of migration 003, as they run now: the same JSON, with per-user and
+-- per-video lookups through the app's own id types (the views' *_key columns), so the app's
+-- indexes serve them whatever its id type.
+CREATE OR REPLACE FUNCTION twotower.get_user_embedding_features(
+    p_user_id text, p_as_of timestamptz DEFAULT now(), p_max_history integer DEFAULT 200)
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = twotower, pg_catalog AS $$
+WITH allowed AS (
+    SELECT current_setting('role') NOT IN ('authenticated', 'anon')
+           OR p_user_id = (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub') AS ok
+), d AS (
+    SELECT d.video_id, d.video_key, d.decision_type, d.created_at, v.price
+    FROM src_decisions d LEFT JOIN src_videos v ON v.video_key = d.video_key
+    WHERE d.user_key = twotower.user_key(p_user_id) AND d.created_at < p_as_of AND (SELECT ok FROM allowed)
+), likes AS (
+    SELECT * FROM d WHERE decision_type = 'like'
+), p AS (
+    SELECT created_at FROM src_profiles WHERE user_key = twotower.user_key(p_user_id) AND (SELECT ok FROM allowed)
+)
+SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM p) AND NOT EXISTS (SELECT 1 FROM d) THEN NULL ELSE
+jsonb_build_object(
+    'user_id', p_user_id,
+    'as_of', p_as_of,
+    'created_at', (SELECT created_at FROM p),
+    'like_count', (SELECT count(*) FROM likes),
+    'nope_count', (SELECT count(*) FROM d WHERE decision_type = 'nope'),
+    'mean_price', (SELECT avg(price) FROM likes),
+    'median_price', (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY price) FROM likes WHERE price IS NOT NULL),
+    'last_like_at', (SELECT max(created_at) FROM likes),
+    'avg_like_hour', (SELECT avg(extract(hour FROM created_at AT TIME ZONE 'UTC'))::float8 FROM likes),
+    'liked_tags', (SELECT coalesce(jsonb_object_agg(tag_name, n), '{}'::jsonb) FROM (
+        SELECT t.tag_name, count(*) AS n FROM likes l JOIN src_video_tags t ON t.video_key = l.video_key
+        GROUP BY t.tag_name) x),
+    'liked_performers', (SELECT coalesce(jsonb_object_agg(performer_name, n), '{}'::jsonb) FROM (
+        SELECT t.performer_name, count(*) AS n FROM likes l JOIN src_video_performers t ON t.video_key = l.video_key
+        GROUP BY t.performer_name) x),
+    'liked_video_ids', (SELECT coalesce(jsonb_agg(video_id ORDER BY created_at DESC, video_id), '[]'::jsonb) FROM (
+        SELECT video_id, created_at FROM likes ORDER BY created_at DESC, video_id LIMIT p_max_history) h),
+    'decided_count', (SELECT count(*) FROM d)
+) END
+$$;
+
+CREATE OR REPLACE FUNCTION twotower.get_item_embedding_features(p_video_id text)
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = twotower, pg_catalog AS $$
+SELECT jsonb_build_object(
+    'video_id', v.id, 'price', v.price, 'duration_seconds', v.duration_seconds,
+    'product_released_at', v.product_released_at, 'genre', v.genre, 'maker', v.maker,
+    'updated_at', v.updated_at,
+    'tags', coalesce((SELECT jsonb_agg(tag_name ORDER BY tag_name) FROM src_video_tags WHERE video_key = v.video_key), '[]'::jsonb),
+    'performers', coalesce((SELECT jsonb_agg(performer_name ORDER BY performer_name) FROM src_video_performers WHERE video_key = v.video_key), '[]'::jsonb))
+FROM src_videos v WHERE v.video_key = twotower.video_key(p_video_id)
+$$;
+
 -- The user's vector for a SQL-servable version: the sum of the history rows of their latest
 -- likes, as the ONNX user tower computes it (most recent first, at most max_history; videos the
 -- model does not know add nothing). NULL for a user without likes.
@@ -10,7 +62,7 @@ CREATE OR REPLACE FUNCTION twotower.sql_user_vector(p_version text, p_user_id te
 RETURNS vector LANGUAGE sql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $$
 SELECT sum(h.embedding)
 FROM (SELECT d.video_id FROM src_decisions d
-      WHERE d.user_id = p_user_id AND d.decision_type = 'like' AND d.created_at < now()
+      WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like' AND d.created_at < now()
       ORDER BY d.created_at DESC, d.video_id LIMIT p_max_history) l
 JOIN history_embeddings h ON h.model_version = p_version AND h.video_id = l.video_id
 $$;
@@ -72,14 +124,14 @@ CREATE OR REPLACE FUNCTION twotower.reasons_for(p_user_id text, p_video_ids text
 RETURNS TABLE (video_id text, reasons text[])
 LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
 WITH liked AS (
-    SELECT d.video_id FROM src_decisions d WHERE d.user_id = p_user_id AND d.decision_type = 'like'
+    SELECT d.video_id, d.video_key FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like'
     ORDER BY d.created_at DESC LIMIT 200
-), lt AS (SELECT DISTINCT t.tag_name FROM liked l JOIN src_video_tags t ON t.video_id = l.video_id),
-lp AS (SELECT DISTINCT p.performer_name FROM liked l JOIN src_video_performers p ON p.video_id = l.video_id)
+), lt AS (SELECT DISTINCT t.tag_name FROM liked l JOIN src_video_tags t ON t.video_key = l.video_key),
+lp AS (SELECT DISTINCT p.performer_name FROM liked l JOIN src_video_performers p ON p.video_key = l.video_key)
 SELECT c.id,
-       ARRAY(SELECT 'tag:' || t.tag_name FROM src_video_tags t WHERE t.video_id = c.id
+       ARRAY(SELECT 'tag:' || t.tag_name FROM src_video_tags t WHERE t.video_key = twotower.video_key(c.id)
              AND t.tag_name IN (SELECT tag_name FROM lt) ORDER BY t.tag_name COLLATE "C" LIMIT 3)
-       || ARRAY(SELECT 'performer:' || p.performer_name FROM src_video_performers p WHERE p.video_id = c.id
+       || ARRAY(SELECT 'performer:' || p.performer_name FROM src_video_performers p WHERE p.video_key = twotower.video_key(c.id)
                 AND p.performer_name IN (SELECT performer_name FROM lp) ORDER BY p.performer_name COLLATE "C" LIMIT 2)
 FROM unnest(p_video_ids) AS c(id)
 $$;
@@ -118,11 +170,11 @@ BEGIN
         SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
         FROM embedding_model_versions e WHERE e.version = ab_version(p_user_id);
     END IF;
-    IF m.version IS NOT NULL AND EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id) THEN
+    IF m.version IS NOT NULL AND EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)) THEN
         IF m.user_vector = 'sql' THEN  -- as sql_user_vector, inline (a function call pays for its SET)
             SELECT sum(h.embedding) INTO q
             FROM (SELECT d.video_id FROM src_decisions d
-                  WHERE d.user_id = p_user_id AND d.decision_type = 'like' AND d.created_at < now()
+                  WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like' AND d.created_at < now()
                   ORDER BY d.created_at DESC, d.video_id LIMIT m.max_history) l
             JOIN history_embeddings h ON h.model_version = m.version AND h.video_id = l.video_id;
         ELSE
@@ -134,11 +186,11 @@ BEGIN
         INSERT INTO recommendation_log (user_id, model_version, source, video_ids)
         SELECT p_user_id, m.version, 'cold_start', coalesce(array_agg(p.video_id ORDER BY p.score DESC, p.video_id), '{}')
         FROM (SELECT * FROM popular_cache pv
-              WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
+              WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(pv.video_id))
               ORDER BY pv.score DESC, pv.video_id LIMIT p_limit) p;
         RETURN QUERY SELECT pv.video_id, pv.score, NULL::text, 'cold_start'::text, ARRAY['popular and recent']
             FROM popular_cache pv
-            WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
+            WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(pv.video_id))
             ORDER BY pv.score DESC, pv.video_id LIMIT p_limit;
         RETURN;
     END IF;
@@ -149,7 +201,7 @@ BEGIN
         FROM (SELECT e.video_id, e.embedding::vector(%1$s) <#> $1::vector(%1$s) AS dist
               FROM video_embeddings e
               WHERE e.model_version = %2$L
-                AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = $2 AND d.video_id = e.video_id)
+                AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key($2) AND d.video_key = twotower.video_key(e.video_id))
               ORDER BY %3$s
               LIMIT $3) c$q$, m.embedding_dim, m.version, '%s');
     n := p_limit;
@@ -176,16 +228,16 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH liked AS (  -- reasons, as reasons_for names them (inline: a function call pays for its SET)
-        SELECT d.video_id FROM src_decisions d WHERE d.user_id = p_user_id AND d.decision_type = 'like'
+        SELECT d.video_id, d.video_key FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like'
         ORDER BY d.created_at DESC LIMIT 200
-    ), lt AS (SELECT DISTINCT t.tag_name FROM liked l JOIN src_video_tags t ON t.video_id = l.video_id),
-    lp AS (SELECT DISTINCT p.performer_name FROM liked l JOIN src_video_performers p ON p.video_id = l.video_id),
+    ), lt AS (SELECT DISTINCT t.tag_name FROM liked l JOIN src_video_tags t ON t.video_key = l.video_key),
+    lp AS (SELECT DISTINCT p.performer_name FROM liked l JOIN src_video_performers p ON p.video_key = l.video_key),
     found AS (
         SELECT f.video_id, f.score, f.ord,
-               ARRAY(SELECT 'tag:' || t.tag_name FROM src_video_tags t WHERE t.video_id = f.video_id
+               ARRAY(SELECT 'tag:' || t.tag_name FROM src_video_tags t WHERE t.video_key = twotower.video_key(f.video_id)
                      AND t.tag_name IN (SELECT lt.tag_name FROM lt) ORDER BY t.tag_name COLLATE "C" LIMIT 3)
                || ARRAY(SELECT 'performer:' || p.performer_name FROM src_video_performers p
-                        WHERE p.video_id = f.video_id AND p.performer_name IN (SELECT lp.performer_name FROM lp)
+                        WHERE p.video_key = twotower.video_key(f.video_id) AND p.performer_name IN (SELECT lp.performer_name FROM lp)
                         ORDER BY p.performer_name COLLATE "C" LIMIT 2) AS reasons,
                src AS source
         FROM unnest(ids, scores) WITH ORDINALITY AS f(video_id, score, ord)
@@ -194,7 +246,7 @@ BEGIN
                ARRAY['popular'] AS reasons, src AS source
         FROM popular_cache pv
         WHERE cardinality(ids) < p_limit AND NOT (pv.video_id = ANY (ids))
-          AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = p_user_id AND d.video_id = pv.video_id)
+          AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(pv.video_id))
         ORDER BY pv.score DESC, pv.video_id LIMIT greatest(p_limit - cardinality(ids), 0)
     ), served AS (
         SELECT * FROM found UNION ALL SELECT * FROM fill

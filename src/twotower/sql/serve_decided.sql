@@ -1,1 +1,1 @@
-SELECT video_id FROM src_decisions WHERE user_id = %(user_id)s;
+SELECT video_id FROM src_decisions WHERE user_key = twotower.user_key(%(user_id)s);

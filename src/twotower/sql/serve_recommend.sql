@@ -19,7 +19,7 @@ SELECT r.video_id, r.score, r.liked FROM (
     SELECT c.video_id, -c.dist AS score, NULL::text[] AS liked FROM c
     UNION ALL
     SELECT NULL, NULL, ARRAY(SELECT d.video_id FROM src_decisions d
-                             WHERE d.user_id = %(user_id)s AND d.decision_type = 'like'
+                             WHERE d.user_key = twotower.user_key(%(user_id)s) AND d.decision_type = 'like'
                              ORDER BY d.created_at DESC LIMIT 200)
     WHERE {guard}
 ) r

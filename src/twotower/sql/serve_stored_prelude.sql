@@ -3,5 +3,5 @@ u AS MATERIALIZED (
     FROM user_embeddings e
     WHERE e.model_version = {version} AND e.user_id = %(user_id)s
       AND e.last_updated >= coalesce((SELECT max(d.created_at) FROM src_decisions d
-                                      WHERE d.user_id = %(user_id)s), '-infinity')
+                                      WHERE d.user_key = twotower.user_key(%(user_id)s)), '-infinity')
 ),

@@ -3,5 +3,5 @@
 SELECT
     (SELECT e.embedding FROM user_embeddings e WHERE e.model_version = %(version)s AND e.user_id = %(user_id)s) AS embedding,
     coalesce((SELECT e.last_updated FROM user_embeddings e WHERE e.model_version = %(version)s AND e.user_id = %(user_id)s)
-             >= (SELECT max(d.created_at) FROM src_decisions d WHERE d.user_id = %(user_id)s), false) AS fresh,
-    EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_id = %(user_id)s) AS has_decisions;
+             >= (SELECT max(d.created_at) FROM src_decisions d WHERE d.user_key = twotower.user_key(%(user_id)s)), false) AS fresh,
+    EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(%(user_id)s)) AS has_decisions;
