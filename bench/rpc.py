@@ -1,6 +1,6 @@
 """recommend_videos (the SQL path, `supabase.rpc('recommend_videos')`) against the bare query.
 
-    python bench/rpc.py --videos 50000     # ~4 minutes with the world build; bench/results/rpc.json (untracked)
+    python bench/rpc.py --videos 50000     # ~4 minutes with the world build; bench/results/rpc_<videos>.json (untracked)
 
 A world like bench/serve.py's (10k users, 50k videos, 500k decisions) with a SQL-servable model
 (hybrid, `model.user_content=false`: the user vector is summed in SQL from the history rows).
