@@ -44,7 +44,12 @@ OVERFETCH_MAX = 1000  # pgvector's largest hnsw.ef_search: how far over-fetching
 
 def pgvector_version(conn: psycopg.Connection) -> tuple[int, ...] | None:
     row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    return tuple(int(x) for x in re.findall(r"\d+", row[0])[:3]) if row else None
+    return parse_version(row[0]) if row else None
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'0.8.5' -> (0, 8, 5)."""
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
 
 
 def require_hnsw(version: tuple[int, ...] | None) -> bool:
@@ -471,7 +476,7 @@ def status(conn: psycopg.Connection, settings: Settings) -> DbStatus:
         warnings.append("pgvector is not installed on this server: install it (CREATE EXTENSION vector)")
     ver = pgvector or (avail[0] if avail else None)
     if ver:
-        parts = tuple(int(x) for x in re.findall(r"\d+", ver)[:3])
+        parts = parse_version(ver)
         if parts < HNSW_PGVECTOR:
             warnings.append(f"pgvector {ver} has no HNSW index: twotower cannot serve from it; upgrade pgvector")
         elif parts < ITERATIVE_PGVECTOR:

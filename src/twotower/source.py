@@ -139,7 +139,7 @@ def _record_decision(conn: psycopg.Connection, cfg: SourceConfig, demo: bool) ->
     d = mapping(cfg, VIEWS[4])
     if d["table"] is None or any(d[c] is None for c in ("user_id", "video_id", "decision_type")):
         body = sql.SQL("SELECT NULL::timestamptz WHERE false")  # nowhere to write: the caller says so
-        return _function(body, "sql")
+        return _record_function(body)
     types = _columns(conn, cfg.schema, d["table"])
     table = sql.SQL("{}.{}").format(sql.Identifier(cfg.schema), sql.Identifier(d["table"]))
 
@@ -162,11 +162,11 @@ def _record_decision(conn: psycopg.Connection, cfg: SourceConfig, demo: bool) ->
         p = mapping(cfg, VIEWS[0])
         prelude = sql.SQL("INSERT INTO {}.{} ({}) VALUES (p_user_id) ON CONFLICT DO NOTHING;\n").format(
             sql.Identifier(cfg.schema), sql.Identifier(p["table"]), sql.Identifier(p["user_id"]))
-    return _function(prelude + insert + ret, "sql")
+    return _record_function(prelude + insert + ret)
 
 
-def _function(body: sql.Composable, lang: str) -> sql.Composed:
+def _record_function(body: sql.Composable) -> sql.Composed:
     return sql.SQL(
         "CREATE OR REPLACE FUNCTION {}.record_decision(p_user_id text, p_video_id text, p_decision_type text) "
-        "RETURNS timestamptz LANGUAGE {} SET search_path = pg_catalog, pg_temp AS $fn$\n{};\n$fn$").format(
-        sql.Identifier(SCHEMA), sql.SQL(lang), body)
+        "RETURNS timestamptz LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $fn$\n{};\n$fn$").format(
+        sql.Identifier(SCHEMA), body)

@@ -89,7 +89,7 @@ async def post_recommendations(state: StateDep, who: PrincipalDep, request: Requ
 @users.post("/{user_id}/embedding", response_model=EmbeddingResponse,
             responses={**ERRORS, 404: {**Problems, "description": "unknown user"}, **DOWN},
             operation_id="update_user_embedding")
-async def post_user_embedding(user_id: Annotated[Id, ...], state: StateDep, who: PrincipalDep) -> EmbeddingResponse:
+async def post_user_embedding(user_id: Id, state: StateDep, who: PrincipalDep) -> EmbeddingResponse:
     """Recompute and store the user's embedding for every active model version."""
     who.require(user_id)
     t0 = time.perf_counter()

@@ -188,7 +188,7 @@ class ServiceState:
                 row = await (await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).fetchone()
         except psycopg.OperationalError as e:
             raise db.connect_error(url, e) from None
-        version = tuple(int(x) for x in row[0].split(".")[:3] if x.isdigit()) if row else None
+        version = db.parse_version(row[0]) if row else None
         iterative = db.require_hnsw(version)  # refuses pgvector without HNSW in one line
         if not iterative:
             log.warning("pgvector %s has no iterative index scans: filtered searches over-fetch (slower); "

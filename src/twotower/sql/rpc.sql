@@ -3,9 +3,13 @@
 -- semantics as POST /v1/recommendations, and the thin public wrapper PostgREST exposes,
 -- `public.recommend_videos(p_limit, p_user_id)`, called as supabase.rpc('recommend_videos', ...).
 
--- The feature functions of migration 003, as they run now: the same JSON, with per-user and
--- per-video lookups through the app's own id types (the views' *_key columns), so the app's
--- indexes serve them whatever its id type.
+-- Feature functions (seed 003 "RPC mode"): the raw aggregates of one user / one video as JSON.
+-- twotower.features turns this JSON into exactly the vectors the bulk pipeline builds, so
+-- training and serving share one feature definition. Hours are in UTC. Per-user and per-video
+-- lookups go through the app's own id types (the views' *_key columns), so the app's indexes
+-- serve them whatever its id type. They run as their owner (SECURITY DEFINER, search_path
+-- pinned); a caller acting as `authenticated` gets only its own user's features (NULL for
+-- anyone else), and `anon` may not call them at all (security.sql).
 CREATE OR REPLACE FUNCTION twotower.get_user_embedding_features(
     p_user_id text, p_as_of timestamptz DEFAULT now(), p_max_history integer DEFAULT 200)
 RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = twotower, pg_catalog AS $$
