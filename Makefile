@@ -12,11 +12,17 @@ export TWOTOWER_HOME ?= $(CURDIR)/.twotower
 install: $(VENV)/.installed
 
 # torch==2.13.0 first: it takes the CPU wheel on disk; pyproject stays open (torch>=2.4).
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml node_modules/.installed
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The Edge Functions' toolchain from the npm registry, exactly as package-lock.json pins it:
+# Deno (its binary comes inside the package), onnxruntime-web, postgres.js, jose.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: install
@@ -50,4 +56,4 @@ lint: install
 
 clean:
 	-$(BIN)/twotower db stop 2>/dev/null
-	rm -rf $(VENV) .twotower .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) node_modules .twotower .pytest_cache build *.egg-info src/*.egg-info

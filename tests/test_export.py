@@ -35,7 +35,16 @@ def test_onnx_matches_pytorch(conn, settings, tmp_path, kind):
         np.testing.assert_allclose(art.embed_items(itf, idx), ti, atol=1e-5)
     assert meta["metric"] == ("ip" if kind == "hybrid" else "cosine")
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert set(manifest["files"]) == set(FILES)
+    # The hybrid's user tower is its history sum plus the content MLP: exported alone as well,
+    # so a consumer can leave the history table in the database ("sql+onnx").
+    parts = {"user_content.onnx"} if kind == "hybrid" else set()
+    assert set(manifest["files"]) == set(FILES) | parts
+    assert meta["user_vector"] == ("sql+onnx" if kind == "hybrid" else "onnx")
+    if kind == "hybrid":
+        content = ort.InferenceSession(str(folder / "user_content.onnx"))
+        uf = rng.normal(size=(3, meta["user_feature_dim"])).astype(np.float32)
+        hist = np.full((3, 1), -1)
+        np.testing.assert_allclose(content.run(None, {"features": uf})[0], art.embed_users(uf, hist), atol=1e-5)
     size_mb = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
     assert size_mb < 50
     ort.InferenceSession(str(folder / "user_tower.onnx"))  # plain onnxruntime loads it
@@ -108,7 +117,7 @@ def test_unlisted_files_are_ignored_and_not_copied(conn, settings, tmp_path):
     load_artifacts(other)  # loads: the extra file is never read
     v = registry.register(conn, other, settings.path("artifacts"))
     copied = {p.name for p in (settings.path("artifacts") / "v-extra").iterdir()}
-    assert "payload.onnx" not in copied and copied == {"manifest.json", *FILES}
+    assert "payload.onnx" not in copied and copied == {"manifest.json", "user_content.onnx", *FILES}
     assert v.version == "v-extra"
 
 

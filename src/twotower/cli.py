@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twotower import db
+from twotower.cli_edge import edge_app
 from twotower.config import Settings, load_config
 from twotower.errors import LockHeld, TwotowerError
 
@@ -33,6 +34,7 @@ supabase_app = typer.Typer(no_args_is_help=True, help="Supabase: migration files
 app.add_typer(db_app, name="db")
 app.add_typer(supabase_app, name="supabase")
 app.add_typer(import_app, name="import")
+app.add_typer(edge_app, name="edge")
 console = Console()
 err = Console(stderr=True)
 

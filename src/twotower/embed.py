@@ -132,18 +132,22 @@ def embed_videos(conn: psycopg.Connection, art: Artifacts, cfg: EmbeddingConfig)
 
 
 def history_rows(art: Artifacts) -> tuple[np.ndarray, np.ndarray]:
-    """(video ids, rows) of a SQL-servable version's history table, read through the exported
-    user tower alone: with no user-content MLP, a one-video history gives that video's row."""
+    """(video ids, rows) of a version's history table, read through the exported user tower
+    alone: a one-video history gives that video's row plus the content MLP of empty features,
+    which an empty history gives alone (zero without the MLP) and is taken off."""
     ids = np.asarray(art.item_vocab, dtype=object)
     hist = np.arange(len(ids), dtype=np.int64)[:, None]  # (N, 1)
     feats = np.zeros((len(ids), art.pipeline.user_feature_dim), np.float32)
-    return ids, art.embed_users(feats, hist)
+    base = art.embed_users(feats[:1], np.full((1, 1), -1, np.int64))
+    rows = art.embed_users(feats, hist)
+    return ids, rows - base
 
 
 def write_history_rows(conn: psycopg.Connection, art: Artifacts) -> int:
-    """The rows `sql_user_vector` sums (model_meta.json says "user_vector": "sql"); 0 otherwise."""
+    """The rows `sql_user_vector` sums (model_meta.json "user_vector": "sql" or "sql+onnx");
+    0 otherwise."""
     conn.execute("DELETE FROM history_embeddings WHERE model_version = %s", (art.version,))
-    if art.meta.get("user_vector") != "sql" or not art.item_vocab:
+    if art.meta.get("user_vector") not in ("sql", "sql+onnx") or not art.item_vocab:
         return 0
     ids, rows = history_rows(art)
     _copy_vectors(conn, "history_embeddings", "video_id", art.version, ids, rows)

@@ -4,6 +4,7 @@
     feature_schema.json, normalizer.json   how to rebuild the input vectors
     vocab_tag.json, vocab_actress.json     bag-of-words vocabularies
     vocab_item.json                        item-ID vocabulary (hybrid models; empty otherwise)
+    user_content.onnx                      the user tower's content MLP alone ("sql+onnx" versions)
     model_meta.json                        version, dims, metric, inputs, config, window, metrics
     manifest.json                          SHA256 and size of every file
 
@@ -71,6 +72,8 @@ def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version
     tmp.mkdir(parents=True)
     try:
         inputs = _export_onnx(model, args, tmp)
+        mode = sql_user_vector(args)
+        extra = _export_user_content(model, args, tmp) if mode == "sql+onnx" else ()
         _write_json(tmp / "feature_schema.json", {**pipe.schema(), "inputs": inputs})
         _write_json(tmp / "normalizer.json", {
             "user": {"features": pipe.user_scaler.names, "mean": pipe.user_scaler.mean,
@@ -87,17 +90,14 @@ def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version
             "vocab_sizes": {"tag": pipe.n_tags, "actress": pipe.n_performers,
                             "item": len(state["item_vocab"]) if args.kind == "hybrid" else 0},
             "max_history": pipe.max_history, "inputs": inputs, "model_args": args.to_dict(),
-            # Who must run what: a hybrid user tower without the user-content MLP is the sum of
-            # one row per liked video (the history table), which the database computes itself.
-            "user_vector": sql_user_vector(args),
-            "consumers": {"user_vector": "sql: sum of history_embeddings over the user's latest likes"
-                          if sql_user_vector(args) == "sql" else "onnx: user_tower.onnx on the feature JSON",
-                          "item_vector": "precomputed in video_embeddings (item_tower.onnx for new videos)"},
+            # Who must run what: the like-history part of a hybrid user tower is the sum of one
+            # row per liked video (the history table), which the database computes itself.
+            "user_vector": mode, "consumers": CONSUMERS[mode],
             "config": state["config"], "training_window": state["data_window"],
             "split": state["split"], "metrics": state["metrics"], "checkpoint_epoch": state["epoch"],
             "created_at": datetime.now(UTC).isoformat(), "torch": torch.__version__, "opset": OPSET,
             "pipeline": pipe.to_dict()})
-        files = {f: {"sha256": _sha256(tmp / f), "bytes": (tmp / f).stat().st_size} for f in FILES}
+        files = {f: {"sha256": _sha256(tmp / f), "bytes": (tmp / f).stat().st_size} for f in (*FILES, *extra)}
         _write_json(tmp / "manifest.json", {"version": version, "algorithm": "sha256", "files": files,
                                             "created_at": datetime.now(UTC).isoformat()})
         if out.exists():
@@ -109,11 +109,37 @@ def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version
     return out
 
 
+CONSUMERS = {
+    "sql": {"user_vector": "sql: the sum of history_embeddings over the user's latest likes "
+                           "(twotower.sql_user_vector); no model file is needed",
+            "item_vector": "precomputed in video_embeddings (item_tower.onnx for new videos)"},
+    "sql+onnx": {"user_vector": "sql+onnx: user_content.onnx on the feature JSON, plus the sum of "
+                                "history_embeddings over the user's latest likes (computed in SQL)",
+                 "item_vector": "precomputed in video_embeddings (item_tower.onnx for new videos)"},
+    "onnx": {"user_vector": "onnx: user_tower.onnx on the feature JSON (and vocab_item.json for the history)",
+             "item_vector": "precomputed in video_embeddings (item_tower.onnx for new videos)"},
+}
+
+
 def sql_user_vector(a: ModelArgs) -> str:
-    """'sql' when the user vector is linear in the like history (hybrid, no user-content MLP, not
-    normalised), so it can be summed in the database; else 'onnx'."""
-    linear = a.kind == "hybrid" and not (a.use_content and a.user_content) and not a.normalize
-    return "sql" if linear else "onnx"
+    """How a consumer builds the user vector. A hybrid, unnormalised user tower is the sum of one
+    row per liked video (summed in the database: history_embeddings) plus, with the user-content
+    MLP on, that MLP of the user features: 'sql' without the MLP, 'sql+onnx' with it (the small
+    user_content.onnx; the big history table stays in SQL). Anything else is 'onnx': the whole
+    user tower, as the service runs it."""
+    if a.kind != "hybrid" or a.normalize:
+        return "onnx"
+    return "sql+onnx" if (a.use_content and a.user_content) else "sql"
+
+
+def _export_user_content(model: TwoTower, a: ModelArgs, folder: Path) -> tuple[str]:
+    """The user tower's content MLP as its own graph (features -> the non-linear part)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.user.content, (torch.randn(2, a.user_dim),), folder / "user_content.onnx",
+                          input_names=["features"], output_names=["embedding"], opset_version=OPSET,
+                          dynamo=False, dynamic_axes={"features": {0: "batch"}, "embedding": {0: "batch"}})
+    return ("user_content.onnx",)
 
 
 def _export_onnx(model: TwoTower, a: ModelArgs, folder: Path) -> dict[str, list[str]]:

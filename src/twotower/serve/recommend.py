@@ -69,6 +69,8 @@ async def _recommend(state: ServiceState, conn, user_id: str, version: str | Non
             if not has_decisions:
                 return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
             q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
+            if q is None or not q.any():  # nothing the model knows of this user (as recommend_videos)
+                return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
             rows = await _search(conn, art, user_id, q, limit, exclude, state.iterative)
     liked = rows.pop()[2] or []  # the last row carries the user's recent likes
     ids = [r[0] for r in rows]

@@ -145,8 +145,12 @@ $$;
 -- cold-start list, reasons, and the served list in recommendation_log. Dynamic SQL because each
 -- version has its own partial HNSW index over embedding::vector(D), which the statement must
 -- name with the version and dimension as literals; the ORDER BY is the distance expression
--- itself, never an alias (supabase#18046: an alias defeats the index).
-CREATE OR REPLACE FUNCTION twotower.recommend(p_user_id text, p_limit integer)
+-- itself, never an alias (supabase#18046: an alias defeats the index). A caller that built the
+-- user vector itself (the Edge Function: user_content.onnx or user_tower.onnx) passes it with its
+-- version; the rest of the path is the same.
+DROP FUNCTION IF EXISTS twotower.recommend(text, integer);  -- before p_version, p_vector
+CREATE OR REPLACE FUNCTION twotower.recommend(p_user_id text, p_limit integer, p_version text DEFAULT NULL,
+                                              p_vector vector DEFAULT NULL)
 RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
 LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
 #variable_conflict use_column
@@ -167,6 +171,18 @@ BEGIN
        <= now() - interval '5 minutes' THEN
         PERFORM refresh_popular(interval '5 minutes');
     END IF;
+    IF p_vector IS NOT NULL THEN  -- the caller's own vector for its version
+        SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
+        FROM embedding_model_versions e WHERE e.version = p_version;
+        IF m.version IS NULL THEN
+            RAISE EXCEPTION 'model version % is not registered', p_version USING ERRCODE = '22023';
+        END IF;
+        IF vector_dims(p_vector) <> m.embedding_dim THEN
+            RAISE EXCEPTION 'the vector has % dimensions; version % has %', vector_dims(p_vector), p_version,
+                m.embedding_dim USING ERRCODE = '22023';
+        END IF;
+        q := p_vector;
+    ELSE
     -- The arm: with one active version no hash is needed (as in the service); else ab_version.
     SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
     FROM embedding_model_versions e WHERE e.is_active AND e.traffic_share > 0;
@@ -185,6 +201,7 @@ BEGIN
             src := 'two_tower_stored';
             SELECT e.embedding INTO q FROM user_embeddings e WHERE e.model_version = m.version AND e.user_id = p_user_id;
         END IF;
+    END IF;
     END IF;
     IF q IS NULL THEN  -- no decisions (or no likes, or no vector yet): popular and recent
         INSERT INTO recommendation_log (user_id, model_version, source, video_ids)

@@ -1,0 +1,108 @@
+// The two functions' work. Every decision that the database can make stays in the database: the
+// A/B arm (twotower.ab_version), the history sum (twotower.sql_user_vector), the filtered HNSW
+// search with its fills, the cold-start list, reasons and the recommendation log
+// (twotower.recommend). The function adds only what SQL cannot run: the user tower, or its
+// content MLP, on the feature JSON.
+
+import { type Mode, model, runUserTower } from "./artifact.ts";
+import type { Sql } from "./db.ts";
+import type { FeatureJson } from "./features.ts";
+import { HttpError } from "./http.ts";
+
+export interface Arm {
+  version: string;
+  mode: Mode;
+  features: FeatureJson | null;
+  history: number[] | null; // the SQL sum of the liked videos' history rows
+}
+
+export interface Item {
+  video_id: string;
+  score: number;
+  reasons: string[];
+}
+
+/** The versions to serve (the user's arm) or to refresh (every active one), with the user's
+ * feature JSON and history sum where the version needs them: one round trip. */
+async function arms(sql: Sql, userId: string, all: boolean): Promise<Arm[]> {
+  const rows = await sql`
+    SELECT m.version, m.user_vector AS mode,
+           CASE WHEN m.user_vector <> 'sql' THEN twotower.get_user_embedding_features(${userId}, now(), m.max_history) END AS features,
+           CASE WHEN m.user_vector <> 'onnx' THEN twotower.sql_user_vector(m.version, ${userId}, m.max_history)::text END AS history
+    FROM twotower.embedding_model_versions m
+    WHERE CASE WHEN ${all}::boolean THEN m.is_active AND m.traffic_share > 0 ELSE m.version = twotower.ab_version(${userId}) END
+    ORDER BY m.version`;
+  return rows.map((r) => ({
+    version: r.version, mode: r.mode as Mode, features: r.features ?? null,
+    history: r.history ? JSON.parse(r.history) : null,
+  }));
+}
+
+/** The user vector of one arm, or null when there is nothing to build it from (no likes for a
+ * "sql" version, an unknown user for the others). */
+export async function userVector(arm: Arm): Promise<Float32Array | null> {
+  if (arm.mode === "sql") return arm.history ? Float32Array.from(arm.history) : null;
+  if (arm.features === null) return null;
+  const m = await model(arm.version, arm.mode);
+  const { output } = await runUserTower(m, arm.features);
+  const v = Float32Array.from(output);
+  if (arm.mode === "sql+onnx" && arm.history) arm.history.forEach((x, i) => (v[i] += x));
+  return v;
+}
+
+const literal = (v: Float32Array) => `[${Array.from(v).join(",")}]`;
+
+export interface Recommendations {
+  user_id: string;
+  model_version: string | null;
+  source: string;
+  items: Item[];
+  took_ms: number;
+}
+
+/** POST /functions/v1/two_tower_recommendations, as POST /v1/recommendations answers. */
+export async function recommend(sql: Sql, userId: string, limit: number, t0: number): Promise<Recommendations> {
+  const [arm] = await arms(sql, userId, false);
+  const decided = Number(arm?.features?.decided_count ?? 0) > 0; // as the service: no decisions, cold start
+  const q = arm && arm.mode !== "sql" && decided ? await userVector(arm) : null;
+  // A "sql" version, a user the model cannot place (cold start) or no active model: the
+  // database does it all. Otherwise it searches with the vector built here.
+  const rows = q
+    ? await sql`SELECT video_id, score, model_version, source, reasons
+                FROM twotower.recommend(${userId}, ${limit}, ${arm.version}, ${literal(q)})`
+    : await sql`SELECT video_id, score, model_version, source, reasons FROM twotower.recommend(${userId}, ${limit})`;
+  return {
+    user_id: userId,
+    model_version: rows.length ? rows[0].model_version : (arm?.version ?? null),
+    source: rows.length ? rows[0].source : "cold_start",
+    items: rows.map((r) => ({ video_id: r.video_id, score: r.score, reasons: r.reasons ?? [] })),
+    took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+  };
+}
+
+/** POST /functions/v1/update_user_embedding: the user's vector for every active version,
+ * stored in user_embeddings in one transaction. 404 for a user the database does not know. */
+export async function updateUserEmbedding(sql: Sql, userId: string, t0: number) {
+  const all = await arms(sql, userId, true);
+  const known = all.some((a) => a.features !== null) ||
+    (await sql`SELECT twotower.get_user_embedding_features(${userId}, now(), 1) IS NOT NULL AS known`)[0].known;
+  if (!known) throw new HttpError(404, `unknown user ${JSON.stringify(userId)}`);
+  const vectors: [string, Float32Array][] = [];
+  for (const arm of all) {
+    const v = await userVector(arm);
+    if (v) vectors.push([arm.version, v]);
+  }
+  await sql.begin(async (tx) => {
+    for (const [version, v] of vectors) {
+      await tx`INSERT INTO twotower.user_embeddings (model_version, user_id, embedding, last_updated)
+               VALUES (${version}, ${userId}, ${literal(v)}, clock_timestamp())
+               ON CONFLICT (model_version, user_id) DO UPDATE
+               SET embedding = excluded.embedding, last_updated = excluded.last_updated`;
+    }
+  });
+  return {
+    user_id: userId,
+    versions: vectors.map(([v]) => v),
+    took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+  };
+}
