@@ -94,9 +94,9 @@ class Client:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.file = self.sock.makefile("rb")
 
-    def recommend(self, user: str, auth: str, limit: int = 20) -> tuple[int, bytes]:
+    def recommend(self, user: str, auth: str, limit: int = 20, path: str = "/v1/recommendations") -> tuple[int, bytes]:
         body = json.dumps({"user_id": user, "limit": limit}).encode()
-        self.sock.sendall((f"POST /v1/recommendations HTTP/1.1\r\nHost: {self.host}\r\n"
+        self.sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
                            f"Content-Type: application/json\r\nAuthorization: {auth}\r\n"
                            f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
         status = int(self.file.readline().split()[1])
@@ -174,7 +174,7 @@ def fixed_rate(url: str, users: list[str], rate: float, seconds: float, q: mp.Qu
     asyncio.run(run())
 
 
-def wrk(url: str, users: list[str], seconds: int, connections: int) -> dict:
+def wrk(url: str, users: list[str], seconds: int, connections: int, path: str = "/v1/recommendations") -> dict:
     if not shutil.which("wrk"):
         return {"skipped": "wrk not installed (apt-get install wrk)"}
     lua = Path(tempfile.mkdtemp()) / "rec.lua"
@@ -185,7 +185,7 @@ def wrk(url: str, users: list[str], seconds: int, connections: int) -> dict:
         "local auths = {" + ",".join(json.dumps(a) for a in auths) + "}\n"
         "math.randomseed(7)\n"
         "request = function()\n  local i = math.random(#bodies)\n"
-        "  return wrk.format('POST', '/v1/recommendations', {['Content-Type']='application/json',"
+        f"  return wrk.format('POST', '{path}', {{['Content-Type']='application/json',"
         " ['Authorization']=auths[i]}, bodies[i])\nend\n")
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout

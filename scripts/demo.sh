@@ -51,4 +51,18 @@ for U in "${WARM[0]}" "$COLD"; do
 done
 echo "without a token:"; curl -s -X POST "http://127.0.0.1:$PORT/v1/recommendations" \
      -H 'Content-Type: application/json' -d "{\"user_id\": \"${WARM[0]}\"}"; echo
+step "the seed's Edge Functions under Deno, at /functions/v1/<name> as Supabase serves them"
+$TT edge bundle --version "$VERSION" --to "$TWOTOWER_HOME/edge-bundles"
+EPORT="${TWOTOWER_DEMO_EDGE_PORT:-8766}"
+TWOTOWER_ARTIFACTS="$TWOTOWER_HOME/edge-bundles" $TT edge serve --port "$EPORT" > "$TWOTOWER_HOME/edge-demo.log" 2>&1 &
+EDGE=$!
+trap 'kill $SERVER $EDGE 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$EPORT/healthz" > /dev/null && break; sleep 0.2; done
+for U in "${WARM[0]}" "$COLD"; do
+  echo "POST /functions/v1/two_tower_recommendations for $U"
+  curl -s -X POST "http://127.0.0.1:$EPORT/functions/v1/two_tower_recommendations" \
+       -H "Authorization: Bearer $($TT token "$U")" -H 'Content-Type: application/json' \
+       -d "{\"user_id\": \"$U\", \"limit\": 5}" | .venv/bin/python -m json.tool
+done
+kill $EDGE 2>/dev/null || true
 step "done. Serve it yourself: TWOTOWER_JWT_SECRET=... $TT serve  (API docs at http://127.0.0.1:8000/docs)"

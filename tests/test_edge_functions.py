@@ -363,3 +363,20 @@ def test_the_functions_type_check():
                        capture_output=True, text=True, cwd=ROOT, timeout=300,
                        env={**os.environ, "DENO_NO_UPDATE_CHECK": "1", "NO_COLOR": "1"})
     assert r.returncode == 0, r.stderr
+
+
+def test_edge_cli_bundles_and_says_what_is_wrong(world, tmp_path):
+    env = {**os.environ, "TWOTOWER_HOME": str(world.settings.home), "DATABASE_URL": world.url}
+    tt = str(ROOT / ".venv" / "bin" / "twotower")
+    ok = subprocess.run([tt, "edge", "bundle", "--version", "mlp", "--to", str(tmp_path / "b")],
+                        capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert sorted(p.name for p in (tmp_path / "b" / "mlp").iterdir()) == sorted(
+        ["manifest.json", *edge_functions.NEEDS["onnx"]])
+    assert "static_files" in ok.stdout
+    bad = subprocess.run([tt, "edge", "bundle", "--version", "no-such-version"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert bad.returncode == 1 and "no artifact folder for version no-such-version" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    port = subprocess.run([tt, "edge", "serve", "--port", "0"], capture_output=True, text=True, env=env, timeout=60)
+    assert port.returncode == 2 and "1-65535" in port.stderr

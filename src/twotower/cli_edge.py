@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -53,4 +52,4 @@ def edge_serve(
     if not 0 < port < 65536:
         raise typer.BadParameter("must be 1-65535", param_hint="--port")
     url = s.database_url or db.database_url(s)
-    sys.exit(edge_functions.serve(port, url, s.path("artifacts")))
+    edge_functions.serve(port, url, s.path("artifacts"))

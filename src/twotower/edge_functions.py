@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -111,10 +110,8 @@ def serve_env(database_url: str, artifacts: Path) -> dict[str, str]:
     return env
 
 
-def serve(port: int, database_url: str, artifacts: Path) -> int:
-    """Run the functions in the foreground until interrupted; the exit status of Deno."""
+def serve(port: int, database_url: str, artifacts: Path) -> None:
+    """Become Deno serving the functions (exec: signals reach Deno, nothing is left behind)."""
     cmd, cwd = serve_command(port, database_url)
-    try:
-        return subprocess.call(cmd, cwd=cwd, env=serve_env(database_url, artifacts))
-    except KeyboardInterrupt:
-        return 130
+    os.chdir(cwd)
+    os.execve(cmd[0], cmd, serve_env(database_url, artifacts))

@@ -12,6 +12,8 @@ import { HttpError } from "./http.ts";
 export interface Arm {
   version: string;
   mode: Mode;
+  decided: boolean; // any decision at all (none: the cold-start list, as the service)
+  stored: number[] | null; // the stored user vector, when newer than the user's last decision
   features: FeatureJson | null;
   history: number[] | null; // the SQL sum of the liked videos' history rows
 }
@@ -22,18 +24,34 @@ export interface Item {
   reasons: string[];
 }
 
-/** The versions to serve (the user's arm) or to refresh (every active one), with the user's
- * feature JSON and history sum where the version needs them: one round trip. */
+/** The versions to serve (the user's arm) or to refresh (every active one), in one round trip:
+ * the stored vector when it is fresh (newer than the user's last decision: the common case when
+ * update_user_embedding runs after each swipe), else what the vector is built from (the feature
+ * JSON, the SQL history sum), only where the version needs it. */
 async function arms(sql: Sql, userId: string, all: boolean): Promise<Arm[]> {
   const rows = await sql`
-    SELECT m.version, m.user_vector AS mode,
-           CASE WHEN m.user_vector <> 'sql' THEN twotower.get_user_embedding_features(${userId}, now(), m.max_history) END AS features,
-           CASE WHEN m.user_vector <> 'onnx' THEN twotower.sql_user_vector(m.version, ${userId}, m.max_history)::text END AS history
-    FROM twotower.embedding_model_versions m
-    WHERE CASE WHEN ${all}::boolean THEN m.is_active AND m.traffic_share > 0 ELSE m.version = twotower.ab_version(${userId}) END
-    ORDER BY m.version`;
+    WITH m AS (
+        SELECT v.version, v.user_vector AS mode, v.max_history FROM twotower.embedding_model_versions v
+        WHERE CASE WHEN ${all}::boolean THEN v.is_active AND v.traffic_share > 0
+                   ELSE v.version = twotower.ab_version(${userId}) END
+    ), last AS (
+        SELECT max(d.created_at) AS at FROM twotower.src_decisions d WHERE d.user_key = twotower.user_key(${userId})
+    ), s AS (
+        SELECT m.*, last.at IS NOT NULL AS decided,
+               CASE WHEN NOT ${all}::boolean AND m.mode <> 'sql' THEN (
+                   SELECT e.embedding::text FROM twotower.user_embeddings e
+                   WHERE e.model_version = m.version AND e.user_id = ${userId} AND e.last_updated >= last.at) END AS stored
+        FROM m, last
+    )
+    SELECT s.version, s.mode, s.decided, s.stored,
+           CASE WHEN s.stored IS NULL AND s.mode <> 'sql'
+                THEN twotower.get_user_embedding_features(${userId}, now(), s.max_history) END AS features,
+           CASE WHEN s.stored IS NULL AND s.mode <> 'onnx'
+                THEN twotower.sql_user_vector(s.version, ${userId}, s.max_history)::text END AS history
+    FROM s ORDER BY s.version`;
   return rows.map((r) => ({
-    version: r.version, mode: r.mode as Mode, features: r.features ?? null,
+    version: r.version, mode: r.mode as Mode, decided: r.decided,
+    stored: r.stored ? JSON.parse(r.stored) : null, features: r.features ?? null,
     history: r.history ? JSON.parse(r.history) : null,
   }));
 }
@@ -63,8 +81,11 @@ export interface Recommendations {
 /** POST /functions/v1/two_tower_recommendations, as POST /v1/recommendations answers. */
 export async function recommend(sql: Sql, userId: string, limit: number, t0: number): Promise<Recommendations> {
   const [arm] = await arms(sql, userId, false);
-  const decided = Number(arm?.features?.decided_count ?? 0) > 0; // as the service: no decisions, cold start
-  const q = arm && arm.mode !== "sql" && decided ? await userVector(arm) : null;
+  // The version's model is loaded (and verified) before anything is served with it, even when
+  // the stored vector makes running it unnecessary: a tampered bundle is refused at once.
+  if (arm && arm.mode !== "sql") await model(arm.version, arm.mode);
+  const q = !arm || arm.mode === "sql" || !arm.decided ? null
+    : arm.stored ? Float32Array.from(arm.stored) : await userVector(arm);
   // A "sql" version, a user the model cannot place (cold start) or no active model: the
   // database does it all. Otherwise it searches with the vector built here.
   const rows = q
