@@ -35,13 +35,15 @@ PGVECTOR_OLD := $(CURDIR)/../shared/vendor/pgvector-0.7.4.tar.gz
 test-deps:
 	@need=""; \
 	command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need="$$need pgbouncer"; \
-	[ -x $(PG15)/pg_config ] || need="$$need postgresql-15 postgresql-server-dev-15"; \
+	[ -x $(PG15)/postgres ] && [ -f /usr/include/postgresql/15/server/postgres.h ] || \
+	  need="$$need postgresql-15 postgresql-server-dev-15"; \
 	if [ -n "$$need" ]; then echo "installing$$need (apt-get) for the tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; fi
 	@[ -f /usr/share/postgresql/15/extension/vector.control ] || { \
 	  echo "building pgvector 0.7.4 for PostgreSQL 15 (old-pgvector tests)"; d=$$(mktemp -d); \
 	  tar xzf $(PGVECTOR_OLD) -C $$d && make -s -C $$d/pgvector-0.7.4 PG_CONFIG=$(PG15)/pg_config >/dev/null && \
-	  make -s -C $$d/pgvector-0.7.4 install PG_CONFIG=$(PG15)/pg_config >/dev/null; rm -rf $$d; }
+	  make -s -C $$d/pgvector-0.7.4 install PG_CONFIG=$(PG15)/pg_config >/dev/null; rc=$$?; rm -rf $$d; \
+	  [ $$rc -eq 0 ] || { echo "building pgvector 0.7.4 failed" >&2; exit 1; }; }
 
 test: install test-deps
 	@$(BIN)/python -m pytest tests; rc=$$?; \

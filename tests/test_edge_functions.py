@@ -380,3 +380,27 @@ def test_edge_cli_bundles_and_says_what_is_wrong(world, tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     port = subprocess.run([tt, "edge", "serve", "--port", "0"], capture_output=True, text=True, env=env, timeout=60)
     assert port.returncode == 2 and "1-65535" in port.stderr
+
+
+def test_bundles_are_read_from_a_url_like_a_storage_bucket(world, tmp_path):
+    """TWOTOWER_ARTIFACTS as an http(s) base (a Supabase Storage bucket's URL): fetched, verified."""
+    import functools
+    import http.server
+    import threading
+
+    store = tmp_path / "bucket"
+    edge_functions.bundle(world.settings.path("artifacts") / "hyb", store)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(store))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        with edge_server(world, TWOTOWER_ARTIFACTS=base) as edge:
+            r = edge.post("two_tower_recommendations", json={"user_id": "edge-unknown-tag", "limit": 5}, headers=SVC)
+            assert r.status_code == 200 and r.json()["source"] == "two_tower", r.text
+        with edge_server(world, TWOTOWER_ARTIFACTS=base + "/nothing-here") as edge:
+            r = edge.post("two_tower_recommendations", json={"user_id": "edge-unknown-tag", "limit": 5}, headers=SVC)
+            assert r.status_code == 503 and "HTTP 404" in r.json()["detail"], r.text
+    finally:
+        srv.shutdown()
