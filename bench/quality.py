@@ -31,6 +31,8 @@ TWO_TOWER = {  # name -> config file (trained by twotower.train on the split's f
     "twotower_seed_v2": ROOT / "config" / "seed_v2.yaml",
     "twotower_best": ROOT / "config" / "best.yaml",
 }
+# Baselines that can rank a video nobody has decided (popularity scores them all 0 there).
+COLD_START = ["content_knn", "genre_popularity", "recency"]
 KEYS = ["ndcg@10", "precision@10", "recall@10", "recall@20", "recall@50", "ndcg@20", "ndcg@50",
         "mrr@10", "hitrate@10", "auc", "coverage@10", "diversity@10", "novelty@10"]
 
@@ -67,7 +69,7 @@ def main() -> None:
         split = make_split(cat, split_name, 0.2, cfg.training.train_val_split, cfg.training.seed)
         ctx = build_context(cat, split, frames.tags, frames)
         results = []
-        for n in names:
+        for n in names + (COLD_START if split_name == "new-items" and not a.only else []):
             if split_name == "new-items" and n in ("ease", "ials"):
                 continue  # pure collaborative models cannot score videos nobody decided
             rec = BASELINES[n]() if n in BASELINES else two_tower_recommender(n, s)

@@ -61,3 +61,53 @@ def test_cli_gives_one_line_errors(settings, synth_db):
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "| popularity |" in p.stdout
+
+
+def _two_tastes():
+    """25 users like tag-a videos and nope tag-b ones, 15 the other way round; 20 videos appear
+    only after 2026-06-01 (the new-items cutoff), released later than the 60 old ones."""
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    from twotower.data.load import Frames
+
+    t0, cut = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
+    vids = [(f"old{i}", "ab"[i % 2], t0 + timedelta(days=i)) for i in range(60)] + \
+           [(f"new{i}", "ab"[i % 2], cut + timedelta(days=i)) for i in range(20)]
+    videos = pl.DataFrame({"id": [v for v, _, _ in vids], "genre": [g for _, g, _ in vids],
+                           "product_released_at": [r for _, _, r in vids]})
+    tags = pl.DataFrame({"video_id": [v for v, _, _ in vids], "tag_name": [f"tag-{g}" for _, g, _ in vids]})
+    rows = []
+    for u in range(40):
+        taste = "a" if u < 25 else "b"
+        for k, (v, g, _) in enumerate(vids):
+            old = v.startswith("old")
+            if (k + u) % 3:  # two in three videos of each kind, per user
+                continue
+            when = (t0 + timedelta(days=30 + k % 60, minutes=u)) if old else (cut + timedelta(days=30, minutes=u + k))
+            rows.append((f"u{u}", v, "like" if g == taste else "nope", when))
+    d = pl.DataFrame(rows, schema=["user_id", "video_id", "decision_type", "created_at"], orient="row")
+    profiles = pl.DataFrame({"user_id": [f"u{u}" for u in range(40)]})
+    return Frames(profiles, videos.with_columns(pl.lit(None, pl.Utf8).alias("maker"),
+                                                pl.lit(None, pl.Datetime("us", "UTC")).alias("created_at")),
+                  tags, tags.head(0).rename({"tag_name": "performer_name"}), d)
+
+
+def test_cold_start_baselines_rank_videos_nobody_decided():
+    """On new-items popularity is a constant (AUC 0.5); these can rank the unseen videos."""
+    from datetime import UTC, datetime
+
+    from twotower.evaluate import Catalog, build_context, evaluate_recommender, make_split
+    from twotower.evaluate.baselines import BASELINES
+
+    f = _two_tastes()
+    cat = Catalog.from_frames(f)
+    split = make_split(cat, "new-items", cutoff=datetime(2026, 6, 1, tzinfo=UTC))
+    assert split.candidates.size == 20
+    ctx = build_context(cat, split, f.tags, f)
+    got = {n: evaluate_recommender(BASELINES[n](), ctx, [10]).metrics for n in
+           ("popularity", "content_knn", "genre_popularity", "recency")}
+    assert got["popularity"]["auc"] == 0.5  # every candidate 0: only tie order
+    assert got["content_knn"]["auc"] > 0.95  # the taste is the tag
+    assert got["genre_popularity"]["auc"] != 0.5 and got["recency"]["auc"] != 0.5

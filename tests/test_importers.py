@@ -156,3 +156,12 @@ def test_load_frames_with_window(conn, tmp_path):
     f2 = load_frames(conn, until=datetime(2024, 5, 1, 12, tzinfo=UTC))
     assert f2.decisions.height == 2
     assert f2.decisions["created_at"].max() < datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+def test_movielens_user_tags_keep_their_time(conn, tmp_path):
+    """A user tag exists from its timestamp on (features for an earlier cutoff must not see it);
+    a genre has no time: it was always there."""
+    importers.ingest(conn, importers.read_movielens(write_ml_latest(tmp_path / "ml")))
+    rows = dict(conn.execute("SELECT tag_name, created_at FROM video_tags WHERE video_id = '1'").fetchall())
+    assert rows["pixar"].timestamp() == 1445714994 and rows["animation"] is None
+    assert conn.execute("SELECT count(*) FROM twotower.src_video_tags WHERE created_at IS NOT NULL").fetchone()[0] == 1

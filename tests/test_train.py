@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 import torch
 
@@ -102,3 +104,44 @@ def test_checkpoint_from_another_split_is_refused(world, tmp_path):
     r = train(load_config(None, SMALL + ["training.epochs=1"]), f, cat, other, tmp_path / "o", quiet=True)
     with pytest.raises(InvalidInput, match="leak"):
         evaluate_recommender(CheckpointRecommender(r.checkpoint), world[3], [10])
+
+
+def test_item_features_use_only_tags_attached_before_the_cutoff(world):
+    """new-items: a tag users attached (to a held-out video or any other) after the cutoff is not a feature
+    (the leak that made the cold-start figure look 3x better than it was)."""
+    import polars as pl
+
+    from twotower.train import prepare
+
+    f, cat, _, _ = world
+    split = make_split(cat, "new-items")
+    held = [str(v) for v in cat.item_ids[split.candidates]] + [str(v) for v in cat.item_ids[10:14]]
+    old = [str(v) for v in cat.item_ids[:5]]
+    late, early = split.cutoff + timedelta(days=1), split.cutoff - timedelta(days=1)
+    extra = pl.DataFrame({"video_id": held + old, "tag_name": ["late-tag"] * len(held) + ["early-tag"] * 5,
+                          "created_at": [late] * len(held) + [early] * 5},
+                         schema={"video_id": pl.Utf8, "tag_name": pl.Utf8, "created_at": pl.Datetime("us", "UTC")})
+    tags = pl.concat([f.tags, extra], how="diagonal_relaxed")
+    frames = Frames(f.profiles, f.videos, tags, f.performers, f.decisions)
+    p = prepare(load_config(None, SMALL), frames, cat, split, "fit")
+    assert "early-tag" in p.pipeline.tag_vocab and "late-tag" not in p.pipeline.tag_vocab
+    ctx = build_context(cat, split, tags, frames)
+    assert "late-tag" not in set(ctx.frames.tags["tag_name"].to_list())
+
+
+def test_closed_form_validation_is_scored_on_rows_it_did_not_fit(world, tmp_path):
+    """The final closed form sees val; the score stored is a twin's that did not (it was 0.0000)."""
+    r = run(world, tmp_path, ["model.kind=hybrid", "model.init=ease_svd", "model.normalize=false",
+                              "training.epochs=0"], name="cf")
+    st = load_checkpoint(r.checkpoint)
+    assert r.metrics["val_ndcg@10"] > 0.01 and 0.5 < r.metrics["val_auc"] < 1.0
+    assert "twin" in st["info"]["validated_on"] and st["info"]["ease_lambda"] > 0
+
+
+def test_same_seed_and_threads_give_the_same_model_and_epochs_are_counted(world, tmp_path):
+    over = ["training.epochs=2", "training.threads=1", "training.early_stopping_patience=5"]
+    a, b = run(world, tmp_path, over, name="a"), run(world, tmp_path, over, name="b")
+    sa, sb = load_checkpoint(a.checkpoint), load_checkpoint(b.checkpoint)
+    assert all(torch.equal(sa["model_state"][k], sb["model_state"][k]) for k in sa["model_state"])
+    assert a.epochs_run == 2 and sa["info"]["threads"] == 1
+    assert torch.get_num_threads() == 1

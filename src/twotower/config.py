@@ -75,6 +75,10 @@ class TrainingConfig:
     seed: int = 42
     use_rpc_features: bool = False
     distill_epochs: int = 30  # hybrid: content MLP -> ID vectors, for cold-start videos
+    # torch / OpenMP / BLAS threads while training; 0 = the machine's physical cores. The same
+    # seed gives the same model bit for bit only at the same thread count (sums are split
+    # differently across threads), on the same machine and torch version.
+    threads: int = 0
 
 
 @dataclass

@@ -334,6 +334,11 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
             conn.execute("INSERT INTO twotower.installed (object, detail) VALUES ('demo_tables', %s)",
                          (source.schema,))
             applied.append(f"demo tables in {source.schema}")
+        elif demo_tables or _installed(conn, "demo_tables"):
+            schema = conn.execute("SELECT detail FROM twotower.installed WHERE object = 'demo_tables'").fetchone()[0]
+            conn.execute("SELECT set_config('search_path', %s, true)", (f"{schema},twotower",))
+            conn.execute(sql("demo/upgrade"))
+            conn.execute("SELECT set_config('search_path', %s, true)", (SEARCH_PATH,))
         src.install(conn, source, demo=_installed(conn, "demo_tables"))
     done = {r[0] for r in conn.execute("SELECT version FROM twotower.schema_migrations").fetchall()}
     for version, name, text in migrations():

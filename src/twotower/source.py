@@ -30,6 +30,8 @@ class View:
     # per-video filter compares `user_key = twotower.user_key($1)` and the app's index serves it
     # (a text-cast id would make every lookup a scan of the app's table).
     keys: tuple[tuple[str, str], ...] = ()
+    # columns read as NULL when the app's table lacks them and the mapping does not name them
+    optional: tuple[str, ...] = ()
 
 
 VIEWS = (
@@ -40,10 +42,14 @@ VIEWS = (
          (("id", "text"), ("title", "text"), ("description", "text"), ("genre", "text"), ("maker", "text"),
           ("price", "double precision"), ("duration_seconds", "integer"), ("product_released_at", "timestamptz"),
           ("created_at", "timestamptz"), ("updated_at", "timestamptz")), (("video_key", "id"),)),
-    View("src_video_tags", "video_tags", "video_tags", (("video_id", "text"), ("tag_name", "text")),
-         (("video_key", "video_id"),)),
+    # created_at: when the tag (performer) was attached, where the app records it; features for a
+    # past cutoff use only what existed then (NULL: always there, like a genre).
+    View("src_video_tags", "video_tags", "video_tags",
+         (("video_id", "text"), ("tag_name", "text"), ("created_at", "timestamptz")),
+         (("video_key", "video_id"),), ("created_at",)),
     View("src_video_performers", "video_performers", "video_performers",
-         (("video_id", "text"), ("performer_name", "text")), (("video_key", "video_id"),)),
+         (("video_id", "text"), ("performer_name", "text"), ("created_at", "timestamptz")),
+         (("video_key", "video_id"),), ("created_at",)),
     View("src_decisions", "decisions", "user_video_decisions",
          (("user_id", "text"), ("video_id", "text"), ("decision_type", "text"), ("created_at", "timestamptz")),
          (("user_key", "user_id"), ("video_key", "video_id"))),
@@ -87,7 +93,8 @@ def view_sql(conn: psycopg.Connection, cfg: SourceConfig, view: View) -> sql.Com
     cols = []
     for (c, t), null in zip(view.columns, nulls, strict=True):
         src = m[c]
-        if src is None:
+        given = getattr(cfg, view.key) or {}
+        if src is None or (c in view.optional and c not in given and src not in have):
             cols.append(null)
         elif src not in have:
             raise StoreUnavailable(f"source.{view.key}.{c}: column {src!r} is not in {cfg.schema}.{m['table']} "

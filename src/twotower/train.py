@@ -86,6 +86,7 @@ class Prepared:
 def prepare(cfg: Config, frames: Frames, catalog: Catalog, split: Split, part: str = "fit") -> Prepared:
     """Fit the feature pipeline on the `part` window and build the feature matrices."""
     d = getattr(split, part)
+    frames = frames.as_of(split.feature_time(part))
     a = cfg.artifacts
     pipe = FeaturePipeline.fit(frames.videos, frames.tags, frames.performers, frames.profiles,
                                _as_decisions(d), max_tag_vocab=a.max_tag_vocab,
@@ -106,6 +107,7 @@ def build(pipe: FeaturePipeline, item_vocab: list[str], frames: Frames, catalog:
     fitted pipeline and the model's item-ID vocabulary (videos outside it are cold)."""
     d = getattr(split, part)
     as_of = pl.select(d["ts"].max() + pl.duration(microseconds=1)).item() if d.height else None
+    frames = frames.as_of(split.feature_time(part))  # item features: only what existed then
     decisions = _as_decisions(d)
     user_x = pipe.user_matrix(catalog.user_ids, frames.profiles, decisions, frames.videos, frames.tags,
                               frames.performers, as_of=as_of)
@@ -213,7 +215,8 @@ def softmax_loss(u: torch.Tensor, v: torch.Tensor, item_ids: torch.Tensor, tempe
 
 # --------------------------------------------------------------------------- closed-form init
 
-def init_hybrid(model: TwoTower, p: Prepared, cfg: Config, part: str, ctx_split: Split) -> dict[str, Any]:
+def init_hybrid(model: TwoTower, p: Prepared, cfg: Config, part: str, ctx_split: Split,
+                lam: float | None = None) -> dict[str, Any]:
     """W, V from a truncated SVD: of EASE's B (model.init = ease_svd) or of the like matrix
     (svd). B ~ U S V' gives W = U sqrt(S), V = V sqrt(S), so x_u W V' ~ x_u B."""
     ids = np.flatnonzero(p.cat2model >= 0)
@@ -225,7 +228,7 @@ def init_hybrid(model: TwoTower, p: Prepared, cfg: Config, part: str, ctx_split:
     d = cfg.model.embedding_dim
     info: dict[str, Any] = {"init": cfg.model.init}
     if cfg.model.init == "ease_svd":
-        lam = cfg.model.ease_lambda or _tune_ease_lambda(ctx_split)
+        lam = cfg.model.ease_lambda or lam or _tune_ease_lambda(ctx_split)
         _, b = EASERec.weights(x, lam)  # every ID'd video has a like: active == all
         target = torch.from_numpy(b)
         info["ease_lambda"] = lam
@@ -421,9 +424,40 @@ def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: 
     """Train one model on split.fit with early stopping on split.val; best.pt and last.pt
     (for --resume) go to out_dir, with the config used. A closed-form hybrid (epochs 0) is
     fitted on all of train unless final_refit is False (then on fit, so val stays unseen)."""
-    t, metric = cfg.training, cfg.training.early_stopping_metric
+    metric = cfg.training.early_stopping_metric
     if metric not in ("val_loss", "ndcg@10"):
         raise InvalidInput("training.early_stopping_metric must be val_loss or ndcg@10")
+    t = cfg.training
+    from threadpoolctl import threadpool_limits
+
+    threads = t.threads or physical_cores()
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads):  # numpy/scipy's BLAS (the closed forms) as well
+        return _train(cfg, frames, catalog, split, out_dir, resume, quiet, final_refit, threads)
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads share a core's FPU: more threads than
+    cores only slows training down)."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        cores, core = set(), {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            k, _, v = line.partition(":")
+            core[k.strip()] = v.strip()
+            if not line.strip():
+                cores.add((core.get("physical id"), core.get("core id")))
+                core = {}
+        cores.add((core.get("physical id"), core.get("core id")))
+        n = len(cores - {(None, None)})
+    except OSError:
+        n = 0
+    return max(1, min(allowed, n or allowed))
+
+
+def _train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: Path, resume: bool,
+           quiet: bool, final_refit: bool, threads: int) -> TrainResult:
+    t, metric = cfg.training, cfg.training.early_stopping_metric
     t0 = time.perf_counter()
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
@@ -435,7 +469,8 @@ def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: 
     model = TwoTower(model_args(cfg, p))
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     history: list[dict] = []
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"threads": threads}
+    twin_metrics: dict[str, float] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     start_epoch, best, bad = 0, (math.inf if metric == "val_loss" else -math.inf), 0
@@ -449,7 +484,18 @@ def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: 
         start_epoch, best, bad = st["epoch"] + 1, st["best_metric"], st["bad_epochs"]
         history, info = st["history"], st["info"]
     elif cfg.model.kind == "hybrid" and cfg.model.init != "random":
-        info |= init_hybrid(model, p, cfg, "train" if closed_form_full else "fit", split)
+        lam = None
+        if closed_form_full and split.val.height:
+            # The final closed form is fitted on all of train, val included, so its own score
+            # on val means nothing (those rows are excluded from ranking: NDCG 0). The score
+            # stored is a twin's, fitted the same way on `fit` alone and scored on val.
+            p_fit = prepare(cfg, frames, catalog, split, "fit")
+            twin = TwoTower(model_args(cfg, p_fit))
+            lam = init_hybrid(twin, p_fit, cfg, "fit", split).get("ease_lambda")
+            distill_content(twin, p_fit, cfg, [])
+            twin_metrics = validate(twin, p_fit, cfg)
+            info["validated_on"] = "a twin fitted on the fit part, scored on val (the model itself saw val)"
+        info |= init_hybrid(model, p, cfg, "train" if closed_form_full else "fit", split, lam)
         info |= distill_content(model, p, cfg, history)
 
     def checkpoint_state(epoch: int, metrics: dict) -> dict[str, Any]:
@@ -463,7 +509,7 @@ def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: 
                 "created_at": datetime.now().astimezone().isoformat()}
 
     if closed_form or (cfg.model.kind == "hybrid" and start_epoch >= t.epochs):
-        m = validate(model, p, cfg)
+        m = twin_metrics if "validated_on" in info else validate(model, p, cfg)
         save_checkpoint(out_dir / "best.pt", checkpoint_state(0, m))
         save_checkpoint(last, checkpoint_state(0, m))
         return TrainResult(out_dir / "best.pt", m, history, 0, time.perf_counter() - t0)
@@ -542,7 +588,8 @@ def train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir: 
                 break
     if not (out_dir / "best.pt").exists():
         save_checkpoint(out_dir / "best.pt", checkpoint_state(t.epochs - 1, history[-1] if history else {}))
-    return TrainResult(out_dir / "best.pt", best_metrics, history, len(history), time.perf_counter() - t0)
+    epochs_run = sum(1 for h in history if "stage" not in h)  # not the starting point, not distillation
+    return TrainResult(out_dir / "best.pt", best_metrics, history, epochs_run, time.perf_counter() - t0)
 
 
 def _epoch_examples(fu, fi, fy, sampler: NegativeSampler, rng: np.random.Generator, t, model):

@@ -21,8 +21,8 @@ TABLE_COLUMNS = {
     "videos": (["id"], ["title", "description", "genre", "maker", "price", "duration_seconds",
                         "product_released_at", "distribution_started_at", "published_at", "created_at"]),
     "decisions": (["user_id", "video_id", "decision_type", "created_at"], []),
-    "tags": (["video_id", "tag_name"], []),
-    "performers": (["video_id", "performer_name"], []),
+    "tags": (["video_id", "tag_name"], ["created_at"]),  # created_at: when it was attached (optional)
+    "performers": (["video_id", "performer_name"], ["created_at"]),
     "profiles": (["user_id"], ["display_name", "created_at", "age_range", "region"]),
 }
 _TIME_FORMATS = [f"%Y-%m-%d{sep}%H:%M:%S{frac}{tz}" for tz in ("%:z", "") for sep in ("T", " ")
@@ -259,11 +259,16 @@ def _read_ml_latest(path: Path) -> ImportFrames:
     if tp.exists():
         ut = _read_table(tp)
         _require(ut, ["movieId", "tag"], tp)
+        # a user tag exists from its timestamp on (features for a past cutoff must not see it)
+        when = (pl.from_epoch(pl.col("timestamp").cast(pl.Int64, strict=False), time_unit="s")
+                .dt.replace_time_zone("UTC")
+                if "timestamp" in ut.columns else pl.lit(None, pl.Datetime("us", "UTC")))
         user_tags = ut.select("_row", pl.col("movieId").cast(pl.Utf8).alias("video_id"),
-                              pl.col("tag").str.strip_chars().str.to_lowercase().alias("tag_name"))
+                              pl.col("tag").str.strip_chars().str.to_lowercase().alias("tag_name"),
+                              when.cast(pl.Datetime("us", "UTC")).alias("created_at"))
         user_tags = user_tags.filter(pl.col("tag_name").is_not_null() & (pl.col("tag_name") != "")
                                      & (pl.col("tag_name").str.len_chars() <= 256))
-        tags = pl.concat([genre_tags, user_tags])
+        tags = pl.concat([genre_tags, user_tags], how="diagonal")
     files = {"videos": str(mp), "decisions": str(rp), "tags": str(tp)}
     return ImportFrames(videos, _ml_decisions(ratings), tags, None, None, files)
 
@@ -356,8 +361,8 @@ _STAGE_COLS = {
     "stage_profiles": ["_row", "user_id", "display_name", "created_at", "age_range", "region"],
     "stage_videos": ["_row", "id", "title", "description", "genre", "maker", "price", "duration_seconds",
                      "product_released_at", "distribution_started_at", "published_at", "created_at"],
-    "stage_tags": ["_row", "video_id", "tag_name"],
-    "stage_performers": ["_row", "video_id", "performer_name"],
+    "stage_tags": ["_row", "video_id", "tag_name", "created_at"],
+    "stage_performers": ["_row", "video_id", "performer_name", "created_at"],
     "stage_decisions": ["_row", "user_id", "video_id", "decision_type", "created_at"],
 }
 

@@ -19,8 +19,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
                "price": pl.Float64, "duration_seconds": pl.Int64,
                "product_released_at": pl.Datetime("us", "UTC"),
                "created_at": pl.Datetime("us", "UTC"), "updated_at": pl.Datetime("us", "UTC")},
-    "video_tags": {"video_id": pl.Utf8, "tag_name": pl.Utf8},
-    "video_performers": {"video_id": pl.Utf8, "performer_name": pl.Utf8},
+    "video_tags": {"video_id": pl.Utf8, "tag_name": pl.Utf8, "created_at": pl.Datetime("us", "UTC")},
+    "video_performers": {"video_id": pl.Utf8, "performer_name": pl.Utf8, "created_at": pl.Datetime("us", "UTC")},
     "user_video_decisions": {"user_id": pl.Utf8, "video_id": pl.Utf8, "decision_type": pl.Utf8,
                              "created_at": pl.Datetime("us", "UTC")},
 }
@@ -40,6 +40,20 @@ class Frames:
     tags: pl.DataFrame
     performers: pl.DataFrame
     decisions: pl.DataFrame
+
+    def as_of(self, t: datetime | None) -> Frames:
+        """The catalogue as it was before `t`: tags and performers attached at or after it are
+        dropped (those without a time, like genres, are kept). A model trained or evaluated for
+        a cutoff must not see a tag users applied after it."""
+        if t is None:
+            return self
+
+        def before(df: pl.DataFrame) -> pl.DataFrame:
+            if "created_at" not in df.columns:
+                return df
+            return df.filter(pl.col("created_at").is_null() | (pl.col("created_at") < t))
+
+        return Frames(self.profiles, self.videos, before(self.tags), before(self.performers), self.decisions)
 
     @property
     def window(self) -> tuple[str | None, str | None]:

@@ -53,6 +53,11 @@ def item_tag_matrix(catalog: Catalog, tags: pl.DataFrame) -> sp.csr_matrix:
 
 def build_context(catalog: Catalog, split: Split, tags: pl.DataFrame,
                   frames: Frames | None = None) -> Context:
+    t = split.feature_time("train")  # the baselines see the catalogue as of the training window too
+    if frames is not None:
+        frames = frames.as_of(t)
+    if t is not None and "created_at" in tags.columns:
+        tags = tags.filter(tags["created_at"].is_null() | (tags["created_at"] < t))
     return Context(split, item_tag_matrix(catalog, tags), frames, catalog)
 
 

@@ -68,6 +68,77 @@ class PopularityRec:
         return np.broadcast_to(self.pop, (len(users), self.pop.size))
 
 
+# ------------------------------------------------------------------ cold start: ranks unseen videos
+# Popularity scores every video nobody has decided 0 (on the new-items split: all of them, so its
+# figure is only the order of ties). These can rank a video from what is known of it.
+
+class ContentKNNRec:
+    """Cosine between the video's tags (TF-IDF, L2) and the user's profile: the sum of the tag
+    rows of the videos they liked in train."""
+
+    name = "content_knn"
+
+    def fit(self, ctx: Context) -> None:
+        t = ctx.item_tags.tocsc().astype(np.float32)
+        t.data[:] = 1.0
+        df = np.asarray((t > 0).sum(axis=0)).ravel()
+        idf = np.log((1 + t.shape[0]) / (1 + df)).astype(np.float32) + 1.0
+        t = sp.csr_matrix(t @ sp.diags(idf))
+        norms = np.sqrt(np.asarray(t.multiply(t).sum(axis=1)).ravel())
+        self.t = sp.csr_matrix(sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ t)
+        self.x = ctx.split.matrix("train")
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        prof = (self.x[users] @ self.t).toarray()
+        n = np.linalg.norm(prof, axis=1, keepdims=True)
+        prof = np.divide(prof, n, out=np.zeros_like(prof), where=n > 0)
+        return np.asarray(self.t @ prof.T).T.astype(np.float32)
+
+
+class GenrePopularityRec:
+    """Train likes of the video's genre (ties: of its maker): popularity a new video inherits."""
+
+    name = "genre_popularity"
+
+    def fit(self, ctx: Context) -> None:
+        import polars as pl
+
+        if ctx.frames is None or ctx.catalog is None:
+            raise InvalidInput("genre_popularity needs the videos frame")
+        v = pl.DataFrame({"id": ctx.catalog.item_ids}).join(ctx.frames.videos.select("id", "genre", "maker"),
+                                                             on="id", how="left")
+        likes = np.asarray(ctx.split.matrix("train").sum(axis=0)).ravel()
+        score = np.zeros(len(v), np.float64)
+        for col, weight in (("genre", 1.0), ("maker", 1e-6)):
+            codes = v[col].cast(pl.Categorical).to_physical().fill_null(-1).to_numpy().astype(np.int64)
+            known = codes >= 0
+            per = np.bincount(codes[known], weights=likes[known], minlength=codes.max() + 1 if known.any() else 0)
+            score[known] += weight * per[codes[known]]
+        self.pop = score.astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.pop, (len(users), self.pop.size))
+
+
+class RecencyRec:
+    """Newest first (release date, else when the video was added)."""
+
+    name = "recency"
+
+    def fit(self, ctx: Context) -> None:
+        import polars as pl
+
+        if ctx.frames is None or ctx.catalog is None:
+            raise InvalidInput("recency needs the videos frame")
+        v = pl.DataFrame({"id": ctx.catalog.item_ids}).join(ctx.frames.videos, on="id", how="left")
+        t = v.select(pl.coalesce("product_released_at", "created_at").dt.epoch("s")).to_series().fill_null(0)
+        self.t = t.to_numpy().astype(np.float64)
+        self.t = ((self.t - self.t.min()) / max(np.ptp(self.t), 1.0)).astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.t, (len(users), self.t.size))
+
+
 def tune_on_validation(split: Split, grid, scorer) -> float:
     """The grid value whose model, fitted on split.fit, ranks split.val likes best (NDCG@10).
     `scorer(x_fit, value)` returns a function users -> (B, n_items) scores."""
@@ -130,6 +201,7 @@ class EASERec:
             self.lam = tune_on_validation(s, self.grid, scorer)
         self.x = s.matrix("train")
         self.active, self.b = self.weights(self.x, self.lam)
+        self.info = {"lambda": self.lam, "lambda_grid": list(self.grid)}  # in report.json
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.apply(self.x[users], self.active, self.b, self.x.shape[1])
@@ -165,9 +237,11 @@ class IALSRec:
 
             self.alpha = tune_on_validation(s, (1.0, 5.0, 20.0), scorer)
         self.model = self._train(s.matrix("train"), self.alpha)
+        self.info = {"alpha": self.alpha, "factors": self.factors, "reg": self.reg}
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.model.user_factors[users] @ self.model.item_factors.T
 
 
-BASELINES = {"random": RandomRec, "popularity": PopularityRec, "ease": EASERec, "ials": IALSRec}
+BASELINES = {"random": RandomRec, "popularity": PopularityRec, "ease": EASERec, "ials": IALSRec,
+             "content_knn": ContentKNNRec, "genre_popularity": GenrePopularityRec, "recency": RecencyRec}

@@ -8,7 +8,7 @@ time are broken by (user, video) order, so the same data always gives the same s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -71,6 +71,14 @@ class Split:
         return sp.csr_matrix((np.ones(df.height, dtype=np.float32),
                               (df["u"].to_numpy(), df["i"].to_numpy())),
                              shape=(self.n_users, self.n_items))
+
+    def feature_time(self, part: str = "train") -> datetime | None:
+        """When the item features of a model fitted on `part` are taken: the cutoff, or just
+        after the part's last decision (nothing attached later may be used)."""
+        if self.cutoff is not None:
+            return self.cutoff
+        d = getattr(self, part)
+        return None if d.height == 0 else d["ts"].max() + timedelta(microseconds=1)
 
     def describe(self) -> dict:
         return {

@@ -33,25 +33,35 @@ WHERE (videos.title, videos.description, videos.genre, videos.maker, videos.pric
        excluded.distribution_started_at, excluded.published_at);
 
 -- Tags/performers of a video in the import replace its old ones; a real change bumps updated_at.
+-- one row per (tag_name): applied when first applied; NULL if any source row has no time (a genre)
+CREATE TEMP TABLE staged_tags ON COMMIT DROP AS
+SELECT video_id, tag_name, CASE WHEN bool_or(created_at IS NULL) THEN NULL ELSE min(created_at) END AS created_at
+FROM stage_tags GROUP BY video_id, tag_name;
 CREATE TEMP TABLE changed_tags ON COMMIT DROP AS
 SELECT s.video_id
-FROM (SELECT video_id, array_agg(DISTINCT tag_name ORDER BY tag_name) AS a FROM stage_tags GROUP BY video_id) s
-LEFT JOIN (SELECT video_id, array_agg(tag_name ORDER BY tag_name) AS a FROM video_tags
-           WHERE video_id IN (SELECT video_id FROM stage_tags) GROUP BY video_id) t USING (video_id)
+FROM (SELECT video_id, array_agg(tag_name || '@' || coalesce(created_at::text, '') ORDER BY tag_name) AS a
+      FROM staged_tags GROUP BY video_id) s
+LEFT JOIN (SELECT video_id, array_agg(tag_name || '@' || coalesce(created_at::text, '') ORDER BY tag_name) AS a
+           FROM video_tags WHERE video_id IN (SELECT video_id FROM stage_tags) GROUP BY video_id) t USING (video_id)
 WHERE s.a IS DISTINCT FROM t.a;
 DELETE FROM video_tags t USING changed_tags c WHERE t.video_id = c.video_id;
-INSERT INTO video_tags (video_id, tag_name)
-SELECT DISTINCT s.video_id, s.tag_name FROM stage_tags s JOIN changed_tags c ON c.video_id = s.video_id;
+INSERT INTO video_tags (video_id, tag_name, created_at)
+SELECT s.video_id, s.tag_name, s.created_at FROM staged_tags s JOIN changed_tags c ON c.video_id = s.video_id;
 
+-- one row per (performer_name): applied when first applied; NULL if any source row has no time (a genre)
+CREATE TEMP TABLE staged_performers ON COMMIT DROP AS
+SELECT video_id, performer_name, CASE WHEN bool_or(created_at IS NULL) THEN NULL ELSE min(created_at) END AS created_at
+FROM stage_performers GROUP BY video_id, performer_name;
 CREATE TEMP TABLE changed_performers ON COMMIT DROP AS
 SELECT s.video_id
-FROM (SELECT video_id, array_agg(DISTINCT performer_name ORDER BY performer_name) AS a FROM stage_performers GROUP BY video_id) s
-LEFT JOIN (SELECT video_id, array_agg(performer_name ORDER BY performer_name) AS a FROM video_performers
-           WHERE video_id IN (SELECT video_id FROM stage_performers) GROUP BY video_id) t USING (video_id)
+FROM (SELECT video_id, array_agg(performer_name || '@' || coalesce(created_at::text, '') ORDER BY performer_name) AS a
+      FROM staged_performers GROUP BY video_id) s
+LEFT JOIN (SELECT video_id, array_agg(performer_name || '@' || coalesce(created_at::text, '') ORDER BY performer_name) AS a
+           FROM video_performers WHERE video_id IN (SELECT video_id FROM stage_performers) GROUP BY video_id) t USING (video_id)
 WHERE s.a IS DISTINCT FROM t.a;
 DELETE FROM video_performers t USING changed_performers c WHERE t.video_id = c.video_id;
-INSERT INTO video_performers (video_id, performer_name)
-SELECT DISTINCT s.video_id, s.performer_name FROM stage_performers s JOIN changed_performers c ON c.video_id = s.video_id;
+INSERT INTO video_performers (video_id, performer_name, created_at)
+SELECT s.video_id, s.performer_name, s.created_at FROM staged_performers s JOIN changed_performers c ON c.video_id = s.video_id;
 
 UPDATE videos v SET updated_at = now()
 WHERE v.id IN (SELECT video_id FROM changed_tags UNION SELECT video_id FROM changed_performers)

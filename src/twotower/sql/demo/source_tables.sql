@@ -29,14 +29,16 @@ CREATE TABLE IF NOT EXISTS videos (
 CREATE INDEX IF NOT EXISTS videos_updated_at_idx ON videos (updated_at);
 
 CREATE TABLE IF NOT EXISTS video_tags (
-    video_id  text NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
-    tag_name  text NOT NULL,
+    video_id    text NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
+    tag_name    text NOT NULL,
+    created_at  timestamptz,  -- when the tag was applied, where the source knows (MovieLens user tags)
     PRIMARY KEY (video_id, tag_name)
 );
 
 CREATE TABLE IF NOT EXISTS video_performers (
     video_id        text NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
     performer_name  text NOT NULL,
+    created_at      timestamptz,
     PRIMARY KEY (video_id, performer_name)
 );
 
