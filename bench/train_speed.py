@@ -91,7 +91,7 @@ def main() -> None:
         return
     datasets = {"ml-latest-small": movielens_frames, "synthetic 1M": synthetic_frames}
     for dname, make in datasets.items():
-        if a.only and not dname.startswith(a.only[:5]):
+        if a.only and dname != {"movielens": "ml-latest-small", "synthetic": "synthetic 1M"}[a.only]:
             continue
         t0 = time.perf_counter()
         frames = make()

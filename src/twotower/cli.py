@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twotower import db
+from twotower.cli_ab import ab_app
 from twotower.cli_edge import edge_app
 from twotower.config import Settings, load_config
 from twotower.errors import LockHeld, TwotowerError
@@ -35,6 +36,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(supabase_app, name="supabase")
 app.add_typer(import_app, name="import")
 app.add_typer(edge_app, name="edge")
+app.add_typer(ab_app, name="ab")
 console = Console()
 err = Console(stderr=True)
 
@@ -615,7 +617,9 @@ def main() -> None:
     """Entry point: library errors become one line and exit 1, usage errors one line and exit 2
     (click's code), never a traceback."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click hands back typer.Exit's code instead of raising it
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except _usage.NoArgsIsHelpError:  # `twotower`, `twotower db`: typer printed the help; click's code
         sys.exit(2)
     except typer.TyperException as e:  # usage errors: bad value, missing argument, unknown option

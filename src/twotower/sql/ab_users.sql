@@ -1,0 +1,18 @@
+-- Per A/B arm and user: lists served, videos shown, how many of them the user then decided
+-- (a decision counts for a list when it came after the list was served) and liked. The user is
+-- the unit the arms are assigned by (a stable hash), so the statistics work on these rows.
+WITH shown AS (
+    SELECT l.id, l.user_id, coalesce(l.model_version, '(' || l.source || ')') AS version, l.served_at,
+           unnest(l.video_ids) AS video_id
+    FROM recommendation_log l
+    WHERE l.served_at >= %(since)s AND l.source <> 'fallback'
+)
+SELECT s.version, s.user_id,
+       count(DISTINCT s.id) AS lists,
+       count(*) AS shown,
+       count(d.video_id) AS answered,
+       count(*) FILTER (WHERE d.decision_type = 'like') AS liked
+FROM shown s
+LEFT JOIN src_decisions d
+       ON d.user_id = s.user_id AND d.video_id = s.video_id AND d.created_at >= s.served_at
+GROUP BY s.version, s.user_id;
