@@ -155,3 +155,35 @@ def test_sigkilled_run_is_reported_interrupted_without_a_new_run(conn, settings,
     run = batch.last_runs(conn)[0]
     assert run[4] == "failed" and "interrupted" in run[7]
     assert run[5] == 200  # videos_embedded: both committed batches, counted with them
+
+
+@pytest.mark.parametrize("stage", ["unknown version", "model does not load", "no default version"])
+def test_every_early_failure_is_a_failed_run_with_its_error(conn, settings, served, stage, tmp_path):
+    """However early a run fails, batch_runs has it as failed with the error (and the webhook's
+    run_id is that row)."""
+    version = None
+    if stage == "unknown version":
+        version = "no-such-version"
+    elif stage == "model does not load":
+        conn.execute("UPDATE embedding_model_versions SET model_path = %s WHERE version = 'v1'", (str(tmp_path / "gone"),))
+    else:
+        conn.execute("UPDATE embedding_model_versions SET is_default = false, is_active = false")
+    conn.commit()
+    with pytest.raises(TwotowerError):
+        batch.run_batch_update(settings, BatchConfig(max_retries=0), version=version)
+    status, error = conn.execute("SELECT status, error FROM batch_runs ORDER BY id DESC LIMIT 1").fetchone()
+    assert status == "failed" and error, (stage, error)
+
+
+def test_a_failed_retrain_is_recorded(conn, settings, served, monkeypatch):
+    from twotower import retrain as rt
+    from twotower.config import load_config
+
+    def broken(*a, **k):
+        raise TwotowerError("training exploded")
+
+    monkeypatch.setattr(rt, "train", broken)
+    with pytest.raises(TwotowerError):
+        rt.retrain(settings, load_config())
+    row = conn.execute("SELECT job, status, error FROM batch_runs ORDER BY id DESC LIMIT 1").fetchone()
+    assert row == ("retrain", "failed", "training exploded")

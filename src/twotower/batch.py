@@ -92,20 +92,25 @@ def run_batch_update(settings: Settings, cfg: BatchConfig, version: str | None =
         if not got:
             raise LockHeld("another batch-update is running (advisory lock held): try again later")
         db.ensure_schema(conn)
+        # The run is recorded before anything else can fail (an unknown version, a model that
+        # does not load): every failure after this point is a failed run with its error.
+        with conn.transaction():  # we hold the lock: any 'running' row is from a killed run
+            conn.execute("UPDATE batch_runs SET status = 'failed', finished_at = now(), "
+                         "error = 'interrupted (process ended)' WHERE job = %s AND status = 'running'", (JOB,))
+            run_id = conn.execute("INSERT INTO batch_runs (job, model_version) VALUES (%s, %s) RETURNING id",
+                                  (JOB, version)).fetchone()[0]
         v = registry.get(conn, version) if version else next(
             (x for x in registry.list_versions(conn) if x.is_default), None)
         if v is None:
             raise TwotowerError("no default model version: pass --version or activate one")
         art = load_artifacts(Path(v.model_path))
-        with conn.transaction():  # we hold the lock: any 'running' row is from a killed run
-            conn.execute("UPDATE batch_runs SET status = 'failed', finished_at = now(), "
-                         "error = 'interrupted (process ended)' WHERE job = %s AND status = 'running'", (JOB,))
+        with conn.transaction():
             row = conn.execute("SELECT max(watermark_to) FROM batch_runs WHERE job = %s AND model_version = %s"
                                " AND status = 'success'", (JOB, v.version)).fetchone()
             since = row[0]
             until = conn.execute("SELECT now()").fetchone()[0]
-            run_id = conn.execute("INSERT INTO batch_runs (job, model_version, watermark_from, watermark_to) "
-                                  "VALUES (%s, %s, %s, %s) RETURNING id", (JOB, v.version, since, until)).fetchone()[0]
+            conn.execute("UPDATE batch_runs SET model_version = %s, watermark_from = %s, watermark_to = %s "
+                         "WHERE id = %s", (v.version, since, until, run_id))
         log.info("run %s: version %s, changes since %s", run_id, v.version, since)
         params = {"since": since, "version": v.version}
         videos = [r[0] for r in conn.execute(db.sql("batch_changed_videos"), params).fetchall()]

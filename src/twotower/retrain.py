@@ -5,6 +5,7 @@ Otherwise keep the active model and say why."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,29 @@ def _artifact_ndcg(art, frames, catalog, split) -> float:
 
 
 def retrain(settings: Settings, cfg: Config, tolerance: float = 0.0, quiet: bool = False) -> RetrainResult:
+    """Train a candidate, compare, and activate it if it is not worse; recorded in batch_runs
+    (job 'retrain') from the start, so a failure at any stage is a failed run with its error."""
+    with db.connection(settings) as conn:
+        db.ensure_schema(conn)
+        run_id = conn.execute("INSERT INTO batch_runs (job) VALUES ('retrain') RETURNING id").fetchone()[0]
+        conn.commit()
+    try:
+        r = _retrain(settings, cfg, tolerance, quiet)
+    except BaseException as e:
+        with contextlib.suppress(Exception), db.connection(settings) as conn:
+            conn.execute("UPDATE batch_runs SET status = 'failed', finished_at = now(), error = %s WHERE id = %s",
+                         (str(e)[:2000] or type(e).__name__, run_id))
+            conn.commit()
+        raise
+    with db.connection(settings) as conn:
+        conn.execute("UPDATE batch_runs SET status = 'success', finished_at = now(), model_version = %s, "
+                     "error = %s WHERE id = %s", (r.candidate if r.activated else r.active,
+                                                  None if r.activated else r.reason, run_id))
+        conn.commit()
+    return r
+
+
+def _retrain(settings: Settings, cfg: Config, tolerance: float, quiet: bool) -> RetrainResult:
     with db.connection(settings) as conn:
         db.ensure_schema(conn)
         frames = load_frames(conn)
