@@ -110,6 +110,7 @@ class BatchConfig:
 class ServingConfig:
     models_refresh_seconds: float = 30.0  # new active versions and traffic shares
     popular_refresh_seconds: float = 60.0  # cold-start and fallback list
+    ops_refresh_seconds: float = 30.0  # batch and staleness gauges for /metrics (read from SQL)
     reasons_refresh_seconds: float = 300.0  # video -> tags/performers index behind the reasons
     jwks_refresh_seconds: float = 300.0  # re-read TWOTOWER_JWKS_URL (signing keys rotate)
     request_timeout_seconds: float = 2.0  # a request's database budget: no 503 takes longer

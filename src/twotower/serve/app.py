@@ -42,12 +42,36 @@ class Metrics:
         self.traffic = Gauge("twotower_model_traffic_share", "active model versions", ["version"], registry=r)
         self.pool = Gauge("twotower_db_pool_connections", "database pool", ["state"], registry=r)
         self.db_up = Gauge("twotower_database_up", "1 when the database answers", registry=r)
+        # Batch jobs and embedding staleness, read from batch_runs and the embedding tables by
+        # the service in the background (so one scrape target covers the batch process too).
+        g = lambda name, doc, labels: Gauge(name, doc, labels, registry=r)  # noqa: E731
+        self.batch_last_success = g("twotower_batch_last_success_timestamp_seconds", "last successful run", ["job"])
+        self.batch_last_failed = g("twotower_batch_last_failed", "1 when the latest finished run failed", ["job"])
+        self.batch_duration = g("twotower_batch_last_duration_seconds", "the latest finished run's duration", ["job"])
+        self.batch_failures = g("twotower_batch_failures_24h", "failed runs in the last 24 hours", ["job"])
+        self.stale_users = g("twotower_stale_user_embeddings", "users whose vector predates their last decision",
+                             ["version"])
+        self.users_embedded = g("twotower_user_embeddings", "users with a stored vector", ["version"])
+        self.videos_missing = g("twotower_videos_without_embedding", "videos without a vector", ["version"])
 
     def update_gauges(self, s: ServiceState) -> None:
         self.traffic.clear()
         for v, share in s.shares:
             self.traffic.labels(v).set(share)
         self.db_up.set(1 if s.db_ok else 0)
+        for gauge in (self.batch_last_success, self.batch_last_failed, self.batch_duration, self.batch_failures,
+                      self.stale_users, self.users_embedded, self.videos_missing):
+            gauge.clear()
+        for kind, key, a, b, c, d in s.ops:
+            if kind == "job":
+                for gauge, value in ((self.batch_last_success, a), (self.batch_last_failed, b),
+                                     (self.batch_duration, c), (self.batch_failures, d)):
+                    if value is not None:
+                        gauge.labels(key).set(float(value))
+            else:
+                self.stale_users.labels(key).set(a)
+                self.users_embedded.labels(key).set(b)
+                self.videos_missing.labels(key).set(c)
         if s.pool is not None:
             st = s.pool.get_stats()
             self.pool.labels("size").set(st.get("pool_size", 0))

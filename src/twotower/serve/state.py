@@ -46,6 +46,7 @@ class ServiceState:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)  # run the database probe now
     log_queue: asyncio.Queue | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
+    ops: list[tuple] = field(default_factory=list)  # ops_metrics.sql rows, for /metrics
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -92,6 +93,10 @@ class ServiceState:
         await self.refresh_models(initial=True)
         await self.refresh_popular()
         await self.refresh_reasons()
+        try:
+            await self.refresh_ops()
+        except Exception as e:  # gauges are not worth a failed start
+            log.warning("operations gauges not read: %s", e)
         await self.warm_up()
         self.log_queue = asyncio.Queue(maxsize=100_000)
         sv = self.cfg.serving
@@ -99,6 +104,7 @@ class ServiceState:
                       asyncio.create_task(self._loop(self.refresh_popular, sv.popular_refresh_seconds)),
                       asyncio.create_task(self._loop(self.refresh_reasons, sv.reasons_refresh_seconds)),
                       asyncio.create_task(self._probe_loop()),
+                      asyncio.create_task(self._loop(self.refresh_ops, sv.ops_refresh_seconds)),
                       asyncio.create_task(self._flush_logs())]
 
     async def stop(self) -> None:
@@ -109,6 +115,11 @@ class ServiceState:
             await self._write_logs(self._drain())
         if self.pool is not None:
             await self.pool.close()
+
+    async def refresh_ops(self) -> None:
+        """Batch and staleness gauges from SQL, in the background (never per request)."""
+        if self.db_ok:
+            self.ops = await self.run(lambda conn: _fetchall(conn, sql("ops_metrics")))
 
     async def _loop(self, fn, every: float) -> None:
         while True:
@@ -311,3 +322,8 @@ def text_array(values: list[str]) -> str:
 
 def now_ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
+
+
+async def _fetchall(conn, query: str) -> list[tuple]:
+    cur = await conn.execute(query)
+    return await cur.fetchall()
