@@ -140,3 +140,20 @@ def test_ab_arm_matches_the_service(conn, settings, tmp_path):
     for u in users:
         assert conn.execute("SELECT twotower.ab_version(%s)", (u,)).fetchone()[0] == arms[u]
         assert {r[2] for r in rpc(conn, 3, u)} == {arms[u]}
+
+
+def test_a_user_with_only_nopes_gets_the_cold_start_list_everywhere(sql_world, settings):
+    """A linear model knows nothing of a user who has only said nope: a zero vector, whose
+    'nearest' videos would be arbitrary. Every path answers with the cold-start list instead."""
+    conn, art = sql_world
+    conn.execute("INSERT INTO profiles (user_id) VALUES ('only-nopes')")
+    conn.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type) "
+                 "SELECT 'only-nopes', id, 'nope' FROM videos ORDER BY id LIMIT 3")
+    embed.embed_all_users(conn, art)  # stores its (zero) vector
+    conn.commit()
+    assert {r[3] for r in rpc(conn, 10, "only-nopes")} == {"cold_start"}
+    with TestClient(create_app(app_settings(settings))) as client:
+        for _ in range(2):  # the stored-vector fast path, then again
+            body = client.post("/v1/recommendations", json={"user_id": "only-nopes", "limit": 10}, headers=SVC).json()
+            assert body["source"] == "cold_start" and len(body["items"]) == 10
+    conn.commit()

@@ -19,6 +19,7 @@ from rich.table import Table
 from twotower import db
 from twotower.cli_ab import ab_app
 from twotower.cli_edge import edge_app
+from twotower.cli_users import users_app
 from twotower.config import Settings, load_config
 from twotower.errors import LockHeld, TwotowerError
 
@@ -37,6 +38,7 @@ app.add_typer(supabase_app, name="supabase")
 app.add_typer(import_app, name="import")
 app.add_typer(edge_app, name="edge")
 app.add_typer(ab_app, name="ab")
+app.add_typer(users_app, name="users")
 console = Console()
 err = Console(stderr=True)
 

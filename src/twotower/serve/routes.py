@@ -86,6 +86,25 @@ async def post_recommendations(state: StateDep, who: PrincipalDep, request: Requ
     return Response(orjson.dumps(r), media_type="application/json")
 
 
+@users.delete("/{user_id}", responses={**ERRORS, **DOWN}, operation_id="delete_user")
+async def delete_user(user_id: Id, state: StateDep, who: PrincipalDep) -> dict:
+    """Forget the user: every row twotower holds about them (user vectors of every version, the
+    recommendation log), in one transaction; the app's own tables are the app's. 200 means
+    committed."""
+    from twotower.users import forget_async
+
+    who.require(user_id)
+    if not state.db_ok:
+        raise edge.EdgeError(503, "the database is unreachable; nothing was deleted, retry")
+    async with state.log_lock:  # no log write in flight; the user's queued rows dropped
+        state.forget_pending(user_id)
+        try:
+            deleted = await state.run(lambda conn: forget_async(conn, user_id))
+        except DB_DOWN:
+            raise edge.EdgeError(503, "the database did not confirm the deletion; send it again") from None
+    return {"user_id": user_id, "deleted": deleted}
+
+
 @users.post("/{user_id}/embedding", response_model=EmbeddingResponse,
             responses={**ERRORS, 404: {**Problems, "description": "unknown user"}, **DOWN},
             operation_id="update_user_embedding")

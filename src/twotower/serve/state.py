@@ -47,6 +47,7 @@ class ServiceState:
     log_queue: asyncio.Queue | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
     ops: list[tuple] = field(default_factory=list)  # ops_metrics.sql rows, for /metrics
+    log_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # log writes vs account deletion
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -289,6 +290,12 @@ class ServiceState:
             except asyncio.QueueFull:  # never block a request for the log
                 pass
 
+    def forget_pending(self, user_id: str) -> None:
+        """Drop a user's served lists still queued for recommendation_log (account deletion)."""
+        kept = [x for x in self._drain() if x[0] != user_id]
+        for x in kept:
+            self.log_queue.put_nowait(x)
+
     def _drain(self) -> list[tuple]:
         items = []
         while self.log_queue is not None and not self.log_queue.empty():
@@ -308,7 +315,7 @@ class ServiceState:
     async def _write_logs(self, items: list[tuple]) -> None:
         if not items or not self.db_ok:
             return
-        async with self.pool.connection() as conn, conn.cursor() as cur:
+        async with self.log_lock, self.pool.connection() as conn, conn.cursor() as cur:
             async with cur.copy("COPY recommendation_log (user_id, model_version, source, video_ids, served_at) FROM STDIN") as cp:
                 for row in items:
                     await cp.write_row((*row[:3], text_array(row[3]), row[4]))  # off the request path

@@ -203,6 +203,9 @@ BEGIN
         END IF;
     END IF;
     END IF;
+    IF vector_norm(q) = 0 THEN  -- only nopes, or likes of videos the model does not know
+        q := NULL;
+    END IF;
     IF q IS NULL THEN  -- no decisions (or no likes, or no vector yet): popular and recent
         INSERT INTO recommendation_log (user_id, model_version, source, video_ids)
         SELECT p_user_id, m.version, 'cold_start', coalesce(array_agg(p.video_id ORDER BY p.score DESC, p.video_id), '{}')
