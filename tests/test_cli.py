@@ -64,3 +64,13 @@ def test_a_bad_version_beside_a_good_one_is_reported_not_served(conn, settings, 
         for u in ("a", "b", "c", "d", "e", "f"):  # everyone is served by the version that loaded
             r = c.post("/v1/recommendations", json={"user_id": u}, headers=SVC).json()
             assert r["model_version"] in (None, "good")
+
+
+def test_version():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tt = Path(sys.executable).parent / "twotower"
+    r = subprocess.run([str(tt), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("twotower ")

@@ -184,7 +184,15 @@ def test_health_metrics_and_docs(client):
     m = client.get("/metrics").text
     assert "twotower_request_seconds_bucket" in m and 'twotower_model_traffic_share{version="v1"} 1.0' in m
     assert "twotower_db_pool_connections" in m
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    import re
+
+    assert docs.status_code == 200 and not re.search(r'(?:src|href)="https?://', docs.text)  # no CDN: works offline
+
+    for asset in re.findall(r'(?:src|href)="(/docs-assets/[^"]+)"', docs.text):
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 100, asset
+    assert client.get("/openapi.json").json()["components"]["securitySchemes"]  # "Authorize" works
     assert "/v1/recommendations" in client.get("/openapi.json").json()["paths"]
 
 

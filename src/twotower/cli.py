@@ -43,10 +43,20 @@ console = Console()
 err = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"twotower {version('twotower')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(config: Annotated[Path | None, typer.Option(
         "--config", help="YAML config file for every command (also $TWOTOWER_CONFIG): the `source` mapping, "
-                         "model and service settings")] = None) -> None:
+                         "model and service settings")] = None,
+            _v: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                             help="print the version and exit")] = False) -> None:
     """Two-Tower recommendations from PostgreSQL + pgvector."""
     import os
 
@@ -267,7 +277,8 @@ def train(
 
     cfg = load_config(config, set_)
     r = run_training(settings(), cfg, split, name, resume)
-    console.print(f"trained {r.epochs_run} epoch(s) in {r.seconds:.1f}s; validation: "
+    what = f"trained {r.epochs_run} epoch(s)" if r.epochs_run else "fitted in closed form (no epochs)"
+    console.print(f"{what} in {r.seconds:.1f}s; validation: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in r.metrics.items()))
     console.print(f"checkpoint: {r.checkpoint}")
 

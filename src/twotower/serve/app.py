@@ -11,7 +11,7 @@ import os
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -201,13 +201,14 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
         keys.cancel()
         await state.stop()
 
-    app = Service(hot_path, title="twotower", version="0.1.0", lifespan=lifespan,
+    app = Service(hot_path, title="twotower", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
                   description="Personalised like/nope video recommendations from a two-tower model in pgvector.")
     app.state.auth = auth
     app.state.metrics = Metrics()
     for r in (routes.recommendations, routes.users, routes.decisions, routes.health):
         app.include_router(r)
+    _offline_docs(app)
 
     # One error shape everywhere, {"detail", "errors"}, as the edge writes it.
     @app.exception_handler(EdgeError)
@@ -228,3 +229,20 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
         return JSONResponse(problem("internal error"), status_code=500)
 
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from assets shipped in a Python package (swagger-ui-bundle), not a
+    CDN: the page works on a machine without internet. "Authorize" takes the bearer token."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="twotower API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
