@@ -74,3 +74,17 @@ def test_version():
     tt = Path(sys.executable).parent / "twotower"
     r = subprocess.run([str(tt), "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("twotower ")
+
+
+def test_recommend_an_unknown_user_and_summary_of_an_empty_database(conn, settings, tmp_path):
+    env = {"DATABASE_URL": settings.database_url, "TWOTOWER_HOME": str(settings.home)}
+    empty = twotower("summary", env=env)
+    assert empty.returncode == 0 and "the database is empty" in empty.stdout
+    load_world(conn)
+    setup_model(conn, settings, tmp_path)
+    conn.execute("INSERT INTO profiles (user_id) VALUES ('new-here')")
+    conn.commit()
+    known = conn.execute("SELECT user_id FROM user_video_decisions LIMIT 1").fetchone()[0]
+    r = twotower("recommend", known, "new-here", "nobody-at-all", env=env)
+    assert r.returncode == 1 and "unknown user nobody-at-all" in r.stderr and "Traceback" not in r.stderr
+    assert known in r.stdout and "new-here: no decisions yet" in r.stdout.replace("\n", " ")

@@ -21,7 +21,7 @@ from twotower.cli_ab import ab_app
 from twotower.cli_edge import edge_app
 from twotower.cli_users import users_app
 from twotower.config import Settings, load_config
-from twotower.errors import LockHeld, TwotowerError
+from twotower.errors import LockHeld, NotFound, TwotowerError
 
 try:  # typer vendors click from 0.2x on; its usage errors are typer.TyperException
     from typer._click import exceptions as _usage
@@ -252,6 +252,10 @@ def summary(top: int = 10) -> None:
         cur = conn.execute(db.sql("summary"))
         row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
         tags = conn.execute(db.sql("top_tags"), {"n": top}).fetchall()
+    if not (row["users"] or row["videos"] or row["decisions"]):
+        console.print("the database is empty: import data (`twotower import movielens DIR`, `twotower import "
+                      "table ...`) or generate some (`twotower synth`)")
+        return
     ratio = row["like_ratio"]
     console.print(f"users {row['users']:,} ({row['cold_users']:,} without decisions), "
                   f"videos {row['videos']:,} ({row['cold_videos']:,} never decided), "
@@ -571,8 +575,11 @@ def recommend(
         v = registry.get(conn, version) if version else _default_version(conn)
         art = load_artifacts(Path(v.model_path))
         vecs, js = emb.user_vectors_online(conn, art, users)
+        unknown = [u for u, j in zip(users, js, strict=True) if j is None]
         for u, q, j in zip(users, vecs, js, strict=True):
-            if j is None or not j.get("decided_count"):
+            if j is None:
+                continue
+            if not j.get("decided_count"):
                 console.print(f"[bold]{u}[/]: no decisions yet (the service answers with popular videos)")
                 continue
             rows = emb.search(conn, v.version, art.dim, q, limit, user_id=u)
@@ -581,6 +588,9 @@ def recommend(
             for k, (vid, score) in enumerate(rows, 1):
                 t.add_row(str(k), vid, titles.get(vid) or "", f"{score:.4f}")
             console.print(t)
+    if unknown:
+        raise NotFound(f"unknown user{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: no profile and no "
+                       "decisions (a user the app has not created yet gets popular videos from the service)")
 
 
 @app.command()
