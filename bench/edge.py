@@ -3,9 +3,10 @@
     python bench/edge.py --videos 50000        # ~6 minutes with the world build; needs wrk
     python bench/edge.py --cold-only           # cold start and memory only, at 50k and 1M videos
 
-The world is bench/serve.py's (10k users, 50k videos, 1M decisions) with the hybrid model as
-config/best.yaml shapes it (content MLP on both towers), so its user vector is "sql+onnx": the
-function runs user_content.onnx and the database adds the history sum. The function runs under
+The world is bench/serve.py's (10k users, 50k videos, 1M decisions) with bench/_world.py's
+hybrid model, whose user tower keeps its content MLP, so its user vector is "sql+onnx": the
+function runs user_content.onnx and the database adds the history sum (the case that needs the
+function; config/best.yaml's model is "sql" and needs no model file there). The function runs under
 `twotower edge serve` (Deno, one isolate) from a bundle made by `twotower edge bundle`.
 
 1. Interleaved user by user, 1,000 random users, one request at a time: the bare prepared
