@@ -88,3 +88,15 @@ def test_recommend_an_unknown_user_and_summary_of_an_empty_database(conn, settin
     r = twotower("recommend", known, "new-here", "nobody-at-all", env=env)
     assert r.returncode == 1 and "unknown user nobody-at-all" in r.stderr and "Traceback" not in r.stderr
     assert known in r.stdout and "new-here: no decisions yet" in r.stdout.replace("\n", " ")
+
+
+def test_tables_are_not_cut_to_80_columns_in_a_log(conn, settings, tmp_path):
+    """Output to a pipe or a cron log is not a terminal: rich would cut tables to 80 columns."""
+    load_world(conn)
+    setup_model(conn, settings, tmp_path, "a-rather-long-version-name-for-cron-logs")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run([sys.executable, "-m", "twotower.cli", "models", "list"], capture_output=True, text=True,
+                       timeout=60, env={**env, "DATABASE_URL": settings.database_url,
+                                        "TWOTOWER_HOME": str(settings.home)}, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and "a-rather-long-version-name-for-cron-logs" in r.stdout, r.stdout
+    assert "videos embedded" in r.stdout

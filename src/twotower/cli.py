@@ -13,7 +13,6 @@ from typing import Annotated
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from twotower import db
@@ -21,6 +20,7 @@ from twotower.cli_ab import ab_app
 from twotower.cli_edge import edge_app
 from twotower.cli_users import users_app
 from twotower.config import Settings, load_config
+from twotower.console import make_console
 from twotower.errors import LockHeld, NotFound, TwotowerError
 
 try:  # typer vendors click from 0.2x on; its usage errors are typer.TyperException
@@ -39,8 +39,8 @@ app.add_typer(import_app, name="import")
 app.add_typer(edge_app, name="edge")
 app.add_typer(ab_app, name="ab")
 app.add_typer(users_app, name="users")
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 def _version(value: bool) -> None:

@@ -6,16 +6,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from twotower import db, registry
 from twotower.config import Settings
+from twotower.console import make_console
 from twotower.errors import InvalidInput
 from twotower.evaluate import ab
 
 ab_app = typer.Typer(no_args_is_help=True, help="A/B tests: per-arm statistics, promotion on evidence.")
-console = Console()
+console = make_console()
 DAYS = Annotated[int, typer.Option("--days", help="served lists of the last N days")]
 CONTROL = Annotated[str | None, typer.Option("--control", help="the control arm (default: the default version)")]
 

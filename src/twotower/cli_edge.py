@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from twotower import db, edge_functions
 from twotower.config import Settings
+from twotower.console import make_console
 from twotower.errors import InvalidInput
 
 edge_app = typer.Typer(no_args_is_help=True,
                        help="Supabase Edge Functions: bundle a model version beside them, serve them locally.")
-console = Console()
+console = make_console()
 
 
 @edge_app.command("bundle")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from twotower import db
 from twotower.config import Settings
+from twotower.console import make_console
 from twotower.errors import InvalidInput
 
 users_app = typer.Typer(no_args_is_help=True, help="Users: forget one (account deletion).")
-console = Console()
+console = make_console()
 
 
 @users_app.command("delete")
