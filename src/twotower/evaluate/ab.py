@@ -89,10 +89,9 @@ def compare(c: Estimate, t: Estimate) -> Comparison:
     se = math.sqrt(c.se ** 2 + t.se ** 2) if math.isfinite(c.se) and math.isfinite(t.se) else float("nan")
     z = diff / se if se and math.isfinite(se) else float("nan")
     p = math.erfc(abs(z) / math.sqrt(2)) if math.isfinite(z) else float("nan")
-    lift = t.value / c.value - 1 if c.value else float("nan")
+    base = c.value or float("nan")
     # the lift's interval: the difference's, relative to the control (first-order delta method)
-    lo, hi = (diff - Z95 * se) / c.value if c.value else float("nan"), (diff + Z95 * se) / c.value if c.value else float("nan")
-    return Comparison(diff, se, lift, (lo, hi), z, p)
+    return Comparison(diff, se, t.value / base - 1, ((diff - Z95 * se) / base, (diff + Z95 * se) / base), z, p)
 
 
 def users_per_arm(sd: float, base: float, lift: float) -> int | None:
@@ -103,7 +102,7 @@ def users_per_arm(sd: float, base: float, lift: float) -> int | None:
 
 
 def per_user(conn: psycopg.Connection, since: datetime) -> pl.DataFrame:
-    rows = conn.execute(sql("ab_users"), {"since": since}).fetchall()
+    rows = conn.execute(sql("ab_users"), {"since": since, "fallback": False}).fetchall()
     return pl.DataFrame(rows, schema={"version": pl.Utf8, "user_id": pl.Utf8, "lists": pl.Int64,
                                       "shown": pl.Int64, "answered": pl.Int64, "liked": pl.Int64}, orient="row")
 

@@ -33,5 +33,6 @@ class OnlineMetrics:
 
 
 def online_metrics(conn: psycopg.Connection, since: datetime | None = None) -> list[OnlineMetrics]:
-    rows = conn.execute(sql("online_metrics"), {"since": since or datetime(1970, 1, 1)}).fetchall()
+    query = sql("online_metrics").replace("{ab_users}", sql("ab_users").rstrip().rstrip(";"))
+    rows = conn.execute(query, {"since": since or datetime(1970, 1, 1), "fallback": True}).fetchall()
     return [OnlineMetrics(*r) for r in rows]

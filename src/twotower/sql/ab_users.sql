@@ -1,11 +1,13 @@
 -- Per A/B arm and user: lists served, videos shown, how many of them the user then decided
 -- (a decision counts for a list when it came after the list was served) and liked. The user is
--- the unit the arms are assigned by (a stable hash), so the statistics work on these rows.
+-- the unit the arms are assigned by (a stable hash), so the statistics work on these rows;
+-- summed per version they are evaluate-online's totals. %(fallback)s: count the fallback lists
+-- too (served while the database was down: no arm chose them, so A/B statistics leave them out).
 WITH shown AS (
     SELECT l.id, l.user_id, coalesce(l.model_version, '(' || l.source || ')') AS version, l.served_at,
            unnest(l.video_ids) AS video_id
     FROM recommendation_log l
-    WHERE l.served_at >= %(since)s AND l.source <> 'fallback'
+    WHERE l.served_at >= %(since)s AND (%(fallback)s OR l.source <> 'fallback')
 )
 SELECT s.version, s.user_id,
        count(DISTINCT s.id) AS lists,
