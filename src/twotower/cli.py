@@ -18,6 +18,7 @@ from rich.table import Table
 from twotower import db
 from twotower.cli_ab import ab_app
 from twotower.cli_edge import edge_app
+from twotower.cli_models import models_app
 from twotower.cli_users import users_app
 from twotower.config import Settings, load_config
 from twotower.console import make_console
@@ -39,6 +40,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(edge_app, name="edge")
 app.add_typer(ab_app, name="ab")
 app.add_typer(users_app, name="users")
+app.add_typer(models_app, name="models")
 console = make_console()
 err = make_console(stderr=True)
 
@@ -334,8 +336,6 @@ def evaluate_online(days: Annotated[int, typer.Option(help="served lists of the 
 
 # --------------------------------------------------------------------------- export / registry / embed
 
-models_app = typer.Typer(no_args_is_help=True, help="Model registry: list, register, activate, rollback, traffic.")
-app.add_typer(models_app, name="models")
 
 
 @app.command()
@@ -352,63 +352,6 @@ def export(
     folder = do_export(checkpoint, out, s.path("artifacts"), version, force)
     size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
     console.print(f"exported {folder.name} to {folder} ({size:.1f} MB)")
-
-
-@models_app.command("list")
-def models_list() -> None:
-    """Registered versions, which are active, their traffic and embeddings."""
-    from twotower import registry
-
-    with store() as conn:
-        rows = registry.list_versions(conn)
-    t = Table("version", "type", "dim", "metric", "default", "active", "traffic", "videos embedded", "ndcg@10 (val)")
-    for v in rows:
-        t.add_row(v.version, v.model_type, str(v.embedding_dim), v.metric, "yes" if v.is_default else "",
-                  "yes" if v.is_active else "", f"{v.traffic_share:.2f}", f"{v.videos_embedded:,}",
-                  f"{v.metrics.get('val_ndcg@10', float('nan')):.4f}")
-    console.print(t)
-
-
-@models_app.command("register")
-def models_register(folder: Path) -> None:
-    """Verify an artifact folder and add it to the registry (inactive)."""
-    from twotower import registry
-
-    s = settings()
-    with store(s) as conn:
-        v = registry.register(conn, folder, s.path("artifacts"))
-    console.print(f"registered {v.version} ({v.model_path}); next: twotower embed --version {v.version}")
-
-
-@models_app.command("activate")
-def models_activate(version: str) -> None:
-    """Make VERSION the default and only active version."""
-    from twotower import registry
-
-    with store() as conn:
-        registry.activate(conn, version)
-    console.print(f"{version} is now the default version (traffic 1.0)")
-
-
-@models_app.command("rollback")
-def models_rollback() -> None:
-    """Go back to the default version before the last activation."""
-    from twotower import registry
-
-    with store() as conn:
-        v = registry.rollback(conn)
-    console.print(f"rolled back: {v.version} is the default again")
-
-
-@models_app.command("traffic")
-def models_traffic(shares: Annotated[list[str], typer.Argument(help="VERSION=SHARE ..., summing to 1")]) -> None:
-    """Split traffic between versions for an A/B test."""
-    from twotower import registry
-
-    with store() as conn:
-        act = registry.set_traffic(conn, registry.parse_shares(shares))
-    console.print("traffic: " + ", ".join(f"{v.version}={v.traffic_share:.2f}{' (default)' if v.is_default else ''}"
-                                          for v in act))
 
 
 @app.command()
