@@ -41,10 +41,12 @@ def build_index(conn: psycopg.Connection, version: str, dim: int, cfg: Embedding
     conn.execute(_vec_sql("hnsw_index", dim, index=psql.Identifier(index_name(version)),
                           m=psql.Literal(cfg.hnsw_m), ef=psql.Literal(cfg.hnsw_ef_construction),
                           version=psql.Literal(version)))
+    conn.execute("SELECT twotower.ensure_search_function(%s, %s)", (version, dim))  # recommend_videos' planned-once search
 
 
 def drop_index(conn: psycopg.Connection, version: str) -> None:
     conn.execute(psql.SQL("DROP INDEX IF EXISTS {}").format(psql.Identifier(index_name(version))))
+    conn.execute("SELECT twotower.drop_search_function(%s)", (version,))
 
 
 def _copy_vectors(conn: psycopg.Connection, table: str, id_col: str, version: str,

@@ -140,6 +140,72 @@ SELECT c.id,
 FROM unnest(p_video_ids) AS c(id)
 $$;
 
+-- Each version's filtered HNSW search as a function of its own, with the version and dimension
+-- written in as literals (its partial index over embedding::vector(D) must be named so) and the
+-- statement static, so PL/pgSQL plans it once per session instead of once per call as EXECUTE
+-- would (about half a millisecond of planning at 50k videos). `embed` creates it with the index;
+-- every `db init` recreates it for each embedded version, so a change here reaches old installs.
+-- The ORDER BY is the distance expression itself, never an alias (supabase#18046).
+CREATE OR REPLACE FUNCTION twotower.search_function_name(p_version text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
+SELECT 'search_' || substr(encode(sha256(convert_to(p_version, 'UTF8')), 'hex'), 1, 16)
+$$;
+
+DROP FUNCTION IF EXISTS twotower.ensure_search_function(text);
+CREATE OR REPLACE FUNCTION twotower.ensure_search_function(p_version text, p_dim integer)
+RETURNS text LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
+DECLARE
+    fname text := search_function_name(p_version);
+    dim integer := p_dim;
+BEGIN
+    IF dim IS NULL OR dim < 1 THEN
+        RAISE EXCEPTION 'ensure_search_function(%): give the embedding dimension', p_version USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT string_to_array(extversion, '.')::int[] < ARRAY[0, 8, 0] FROM pg_extension WHERE extname = 'vector') THEN
+        PERFORM drop_search_function(p_version);  -- no iterative scans: recommend over-fetches instead
+        RETURN NULL;
+    END IF;
+    EXECUTE format($f$
+        CREATE OR REPLACE FUNCTION twotower.%1$I(p_q vector, p_user_id text, p_k integer)
+        RETURNS TABLE (video_id text, dist double precision)
+        LANGUAGE plpgsql STABLE SET search_path = twotower, extensions, public, pg_catalog
+        SET plan_cache_mode = force_generic_plan AS $body$
+        #variable_conflict use_column
+        BEGIN
+            RETURN QUERY
+            SELECT e.video_id, (e.embedding::vector(%2$s) <#> p_q::vector(%2$s))::float8
+            FROM video_embeddings e
+            WHERE e.model_version = %3$L
+              AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)
+                              AND d.video_key = twotower.video_key(e.video_id))
+            ORDER BY e.embedding::vector(%2$s) <#> p_q::vector(%2$s)
+            LIMIT p_k;
+        END
+        $body$$f$, fname, dim, p_version);
+    EXECUTE format('REVOKE ALL ON FUNCTION twotower.%I(vector, text, integer) FROM PUBLIC', fname);
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+        EXECUTE format('GRANT EXECUTE ON FUNCTION twotower.%I(vector, text, integer) TO service_role', fname);
+    END IF;
+    RETURN fname;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION twotower.drop_search_function(p_version text)
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
+BEGIN
+    EXECUTE format('DROP FUNCTION IF EXISTS twotower.%I(vector, text, integer)', search_function_name(p_version));
+END
+$fn$;
+
+DO $$
+DECLARE v text; d integer;
+BEGIN
+    FOR v, d IN SELECT m.version, m.embedding_dim FROM twotower.embedding_model_versions m
+             WHERE EXISTS (SELECT 1 FROM twotower.video_embeddings e WHERE e.model_version = m.version) LOOP
+        PERFORM twotower.ensure_search_function(v, d);
+    END LOOP;
+END $$;
+
 -- One user's list: the arm, the user vector (summed in SQL, or stored), the filtered HNSW search
 -- (iterative scan; over-fetching before pgvector 0.8), the exact and the popular fills, the
 -- cold-start list, reasons, and the served list in recommendation_log. Dynamic SQL because each
@@ -152,7 +218,8 @@ DROP FUNCTION IF EXISTS twotower.recommend(text, integer);  -- before p_version,
 CREATE OR REPLACE FUNCTION twotower.recommend(p_user_id text, p_limit integer, p_version text DEFAULT NULL,
                                               p_vector vector DEFAULT NULL)
 RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
-LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
+LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog
+SET plan_cache_mode = force_generic_plan AS $fn$
 #variable_conflict use_column
 DECLARE
     m record;
@@ -161,7 +228,7 @@ DECLARE
     ids text[] := '{}';
     scores float8[] := '{}';
     n integer;
-    iterative boolean;
+    fname text;
     search text;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100 THEN
@@ -184,9 +251,9 @@ BEGIN
         q := p_vector;
     ELSE
     -- The arm: with one active version no hash is needed (as in the service); else ab_version.
-    SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
-    FROM embedding_model_versions e WHERE e.is_active AND e.traffic_share > 0;
-    IF (SELECT count(*) FROM embedding_model_versions e WHERE e.is_active AND e.traffic_share > 0) > 1 THEN
+    SELECT e.version, e.embedding_dim, e.user_vector, e.max_history, count(*) OVER () AS arms INTO m
+    FROM embedding_model_versions e WHERE e.is_active AND e.traffic_share > 0 LIMIT 1;
+    IF m.arms > 1 THEN
         SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
         FROM embedding_model_versions e WHERE e.version = ab_version(p_user_id);
     END IF;
@@ -218,8 +285,6 @@ BEGIN
             ORDER BY pv.score DESC, pv.video_id LIMIT p_limit;
         RETURN;
     END IF;
-    iterative := (SELECT string_to_array(extversion, '.')::int[] >= ARRAY[0, 8, 0]
-                  FROM pg_extension WHERE extname = 'vector');
     search := format($q$
         SELECT coalesce(array_agg(c.video_id ORDER BY c.dist), '{}'), coalesce(array_agg(-c.dist ORDER BY c.dist), '{}')
         FROM (SELECT e.video_id, e.embedding::vector(%1$s) <#> $1::vector(%1$s) AS dist
@@ -228,14 +293,25 @@ BEGIN
                 AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key($2) AND d.video_key = twotower.video_key(e.video_id))
               ORDER BY %3$s
               LIMIT $3) c$q$, m.embedding_dim, m.version, '%s');
-    n := p_limit;
-    IF iterative THEN
+    -- The version's own search function (ensure_search_function; its name as search_function_name
+    -- computes it, inline here), made only where pgvector has iterative scans.
+    fname := 'search_' || substr(encode(sha256(convert_to(m.version, 'UTF8')), 'hex'), 1, 16);
+    IF to_regprocedure('twotower.' || fname || '(vector, text, integer)') IS NOT NULL THEN
+        PERFORM set_config('hnsw.ef_search', greatest(40, p_limit)::text, true),
+                set_config('hnsw.iterative_scan', 'relaxed_order', true),
+                set_config('hnsw.max_scan_tuples', '20000', true);
+        EXECUTE format('SELECT coalesce(array_agg(c.video_id ORDER BY c.dist), ''{}''), '
+                       'coalesce(array_agg(-c.dist ORDER BY c.dist), ''{}'') FROM twotower.%I($1, $2, $3) c', fname)
+            INTO ids, scores USING q, p_user_id, p_limit;
+    ELSIF (SELECT string_to_array(extversion, '.')::int[] >= ARRAY[0, 8, 0] FROM pg_extension WHERE extname = 'vector') THEN
+        -- embedded before search functions existed and `db init` not rerun since: planned per call
         PERFORM set_config('hnsw.ef_search', greatest(40, p_limit)::text, true),
                 set_config('hnsw.iterative_scan', 'relaxed_order', true),
                 set_config('hnsw.max_scan_tuples', '20000', true);
         EXECUTE format(search, format('e.embedding::vector(%1$s) <#> $1::vector(%1$s)', m.embedding_dim))
             INTO ids, scores USING q, p_user_id, p_limit;
     ELSE
+        n := p_limit;
         LOOP  -- pgvector < 0.8: over-fetch, fourfold, up to the largest ef_search
             n := least(1000, greatest(n * 4, 40));
             PERFORM set_config('hnsw.ef_search', n::text, true);
@@ -250,35 +326,43 @@ BEGIN
         EXECUTE format(search, format('(e.embedding::vector(%1$s) <#> $1::vector(%1$s)) + 0', m.embedding_dim))
             INTO ids, scores USING q, p_user_id, p_limit;
     END IF;
+    -- Reasons as reasons_for names them (inline: a function call pays for its SET), set-based: one
+    -- join of the served videos' tags (performers) with those of the 200 latest likes, instead of
+    -- a correlated subquery per video.
     RETURN QUERY
-    WITH liked AS (  -- reasons, as reasons_for names them (inline: a function call pays for its SET)
-        SELECT d.video_id, d.video_key FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like'
+    WITH liked AS (
+        SELECT d.video_key FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like'
         ORDER BY d.created_at DESC LIMIT 200
-    ), lt AS (SELECT DISTINCT t.tag_name FROM liked l JOIN src_video_tags t ON t.video_key = l.video_key),
-    lp AS (SELECT DISTINCT p.performer_name FROM liked l JOIN src_video_performers p ON p.video_key = l.video_key),
-    found AS (
-        SELECT f.video_id, f.score, f.ord,
-               ARRAY(SELECT 'tag:' || t.tag_name FROM src_video_tags t WHERE t.video_key = twotower.video_key(f.video_id)
-                     AND t.tag_name IN (SELECT lt.tag_name FROM lt) ORDER BY t.tag_name COLLATE "C" LIMIT 3)
-               || ARRAY(SELECT 'performer:' || p.performer_name FROM src_video_performers p
-                        WHERE p.video_key = twotower.video_key(f.video_id) AND p.performer_name IN (SELECT lp.performer_name FROM lp)
-                        ORDER BY p.performer_name COLLATE "C" LIMIT 2) AS reasons,
-               src AS source
-        FROM unnest(ids, scores) WITH ORDINALITY AS f(video_id, score, ord)
+    ), found AS (
+        SELECT f.video_id, f.score, f.ord, src AS source FROM unnest(ids, scores) WITH ORDINALITY AS f(video_id, score, ord)
     ), fill AS (  -- the filter left it short: popular undecided videos
         SELECT pv.video_id, pv.score, cardinality(ids) + row_number() OVER (ORDER BY pv.score DESC, pv.video_id) AS ord,
-               ARRAY['popular'] AS reasons, src AS source
+               src AS source
         FROM popular_cache pv
         WHERE cardinality(ids) < p_limit AND NOT (pv.video_id = ANY (ids))
           AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(pv.video_id))
         ORDER BY pv.score DESC, pv.video_id LIMIT greatest(p_limit - cardinality(ids), 0)
     ), served AS (
         SELECT * FROM found UNION ALL SELECT * FROM fill
+    ), tag_reasons AS (
+        SELECT f.ord, (array_agg('tag:' || t.tag_name ORDER BY t.tag_name COLLATE "C"))[1:3] AS r
+        FROM found f JOIN src_video_tags t ON t.video_key = twotower.video_key(f.video_id)
+        WHERE t.tag_name IN (SELECT lt.tag_name FROM liked l JOIN src_video_tags lt ON lt.video_key = l.video_key)
+        GROUP BY f.ord
+    ), performer_reasons AS (
+        SELECT f.ord, (array_agg('performer:' || p.performer_name ORDER BY p.performer_name COLLATE "C"))[1:2] AS r
+        FROM found f JOIN src_video_performers p ON p.video_key = twotower.video_key(f.video_id)
+        WHERE p.performer_name IN (SELECT lp.performer_name FROM liked l JOIN src_video_performers lp ON lp.video_key = l.video_key)
+        GROUP BY f.ord
     ), logged AS (
         INSERT INTO recommendation_log (user_id, model_version, source, video_ids)
         SELECT p_user_id, m.version, src, coalesce(array_agg(s.video_id ORDER BY s.ord), '{}') FROM served s
     )
-    SELECT s.video_id, s.score, m.version, s.source, s.reasons FROM served s ORDER BY s.ord;
+    SELECT s.video_id, s.score, m.version, s.source,
+           CASE WHEN s.ord > cardinality(ids) THEN ARRAY['popular']
+                ELSE coalesce(tr.r, '{}') || coalesce(pr.r, '{}') END
+    FROM served s LEFT JOIN tag_reasons tr ON tr.ord = s.ord LEFT JOIN performer_reasons pr ON pr.ord = s.ord
+    ORDER BY s.ord;
 END
 $fn$;
 
