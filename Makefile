@@ -29,7 +29,7 @@ demo: install
 	@bash scripts/demo.sh
 
 # What the tests drive besides Python, installed when missing: pgbouncer (the pooler tests),
-# prometheus (promtool tests the alert rules), and
+# prometheus (promtool tests the alert rules), chromium (the dashboard's browser tests), and
 # Debian's PostgreSQL 15 with the vendored pgvector 0.7.4 (the old-pgvector tests).
 PG15 := /usr/lib/postgresql/15/bin
 PGVECTOR_OLD := $(CURDIR)/../shared/vendor/pgvector-0.7.4.tar.gz
@@ -37,6 +37,7 @@ test-deps:
 	@need=""; \
 	command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need="$$need pgbouncer"; \
 	command -v promtool >/dev/null || need="$$need prometheus"; \
+	command -v chromium >/dev/null || need="$$need chromium"; \
 	[ -x $(PG15)/postgres ] && [ -f /usr/include/postgresql/15/server/postgres.h ] || \
 	  need="$$need postgresql-15 postgresql-server-dev-15"; \
 	if [ -n "$$need" ]; then echo "installing$$need (apt-get) for the tests"; \

@@ -65,4 +65,4 @@ for U in "${WARM[0]}" "$COLD"; do
        -d "{\"user_id\": \"$U\", \"limit\": 5}" | .venv/bin/python -m json.tool
 done
 kill $EDGE 2>/dev/null || true
-step "done. Serve it yourself: TWOTOWER_JWT_SECRET=... $TT serve  (API docs at http://127.0.0.1:8000/docs)"
+step "done. Serve it yourself: TWOTOWER_JWT_SECRET=... TWOTOWER_SERVICE_KEY=... $TT serve  (API docs at http://127.0.0.1:8000/docs, dashboard at http://127.0.0.1:8000/dashboard: sign in with the service key)"

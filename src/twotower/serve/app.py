@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from twotower.config import Config, Settings, load_config
 from twotower.errors import TwotowerError
-from twotower.serve import routes
+from twotower.serve import dashboard, routes
 from twotower.serve.auth import Authenticator
 from twotower.serve.edge import EdgeError, problem, validation_problem
 from twotower.serve.hotpath import RecommendationsHotPath
@@ -206,7 +206,8 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
                   description="Personalised like/nope video recommendations from a two-tower model in pgvector.")
     app.state.auth = auth
     app.state.metrics = Metrics()
-    for r in (routes.recommendations, routes.users, routes.decisions, routes.health):
+    app.state.started_at = time.monotonic()
+    for r in (routes.recommendations, routes.users, routes.decisions, routes.health, dashboard.router):
         app.include_router(r)
     _offline_docs(app)
 
@@ -232,17 +233,27 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
 
 
 def _offline_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from assets shipped in a Python package (swagger-ui-bundle), not a
-    CDN: the page works on a machine without internet. "Authorize" takes the bearer token."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
+    """Swagger UI at /docs and ReDoc at /redoc from assets shipped in a Python package
+    (fastapi-offline: Swagger UI 5, which renders the OpenAPI 3.1 that FastAPI writes), not a
+    CDN: the pages work on a machine without internet. "Authorize" takes the bearer token."""
+    from pathlib import Path
 
-    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="twotower API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+                                   swagger_favicon_url="/docs-assets/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title="twotower API",
+                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
