@@ -130,3 +130,32 @@ def models_pull(
         v = registry.register(conn, folder, s.path("artifacts"))
     console.print(f"pulled {version} ({t.files} files, {t.bytes / 2**20:.2f} MiB, verified) and registered it; "
                   f"next: twotower embed --version {v.version}", soft_wrap=True, highlight=False)
+
+
+@models_app.command("show")
+def models_show(version: str) -> None:
+    """One version: its row, offline metrics, training window and feature importance."""
+    import json
+
+    s = settings()
+    with store(s) as conn:
+        v = registry.get(conn, version)
+        imp = registry.importance(conn, version)
+    meta_path = Path(v.model_path) / "model_meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    t = Table("key", "value", show_header=False)
+    for k, val in (("version", v.version), ("type", v.model_type), ("dim", v.embedding_dim), ("metric", v.metric),
+                   ("default", v.is_default), ("active", v.is_active), ("traffic", f"{v.traffic_share:.2f}"),
+                   ("videos embedded", f"{v.videos_embedded:,}"), ("user vector", meta.get("user_vector", "?")),
+                   ("training window", " .. ".join(meta.get("training_window") or [])), ("path", v.model_path)):
+        t.add_row(k, str(val))
+    for k, val in sorted((v.metrics or {}).items()):
+        t.add_row(k, f"{val:.4f}" if isinstance(val, float) else str(val))
+    console.print(t)
+    if not imp:
+        console.print("feature importance: none stored (trained before it was computed, or no validation likes)")
+        return
+    ti = Table("input", "NDCG@10 drop when shuffled", title="feature importance (permutation, validation slice)")
+    for name, score in imp:
+        ti.add_row(name, f"{score:+.4f}")
+    console.print(ti)

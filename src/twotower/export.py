@@ -95,6 +95,7 @@ def export(checkpoint: Path, out_dir: Path | None, artifacts_root: Path, version
             "user_vector": mode, "consumers": CONSUMERS[mode],
             "config": state["config"], "training_window": state["data_window"],
             "split": state["split"], "metrics": state["metrics"], "checkpoint_epoch": state["epoch"],
+            "feature_importance": state.get("importance", {}),
             "created_at": datetime.now(UTC).isoformat(), "torch": torch.__version__, "opset": OPSET,
             "pipeline": pipe.to_dict()})
         files = {f: {"sha256": _sha256(tmp / f), "bytes": (tmp / f).stat().st_size} for f in (*FILES, *extra)}

@@ -57,6 +57,12 @@ def register(conn: psycopg.Connection, folder: Path, artifacts_root: Path) -> Mo
             (version, meta["model_type"], str(target), meta["embedding_dim"],
              "cosine" if meta["normalized"] else "ip", Jsonb(meta.get("metrics") or {}),
              meta.get("user_vector", "onnx"), int(meta.get("max_history", 200))))
+        imp = meta.get("feature_importance") or {}
+        if imp:  # the training run's permutation importance, for `models show` and the dashboard
+            conn.cursor().executemany(
+                "INSERT INTO feature_importance (model_version_id, feature_name, importance_score) "
+                "SELECT id, %s, %s FROM embedding_model_versions WHERE version = %s",
+                [(k, float(v), version) for k, v in imp.items()])
     return get(conn, version)
 
 
@@ -75,6 +81,16 @@ def get(conn: psycopg.Connection, version: str) -> ModelVersion:
         if v.version == version:
             return v
     raise NotFound(f"model version {version!r} is not registered: see `twotower models list`")
+
+
+def importance(conn: psycopg.Connection, version: str) -> list[tuple[str, float]]:
+    """The version's stored feature importance, largest first."""
+    get(conn, version)
+    rows = conn.execute("SELECT f.feature_name, f.importance_score FROM feature_importance f JOIN "
+                        "embedding_model_versions m ON m.id = f.model_version_id WHERE m.version = %s "
+                        "ORDER BY 2 DESC, 1", (version,)).fetchall()
+    conn.commit()
+    return [(n, float(s)) for n, s in rows]
 
 
 def active_versions(conn: psycopg.Connection) -> list[ModelVersion]:

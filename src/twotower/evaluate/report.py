@@ -65,6 +65,12 @@ def write_report(out_dir: Path, results: list[ModelResult], meta: dict) -> Path:
             for seg, v in r.segments.items():
                 rec = next((x for k, x in v.items() if k.startswith("recall")), 0.0)
                 md.append(f"| {r.name} | {seg} | {v['users']} | {v['ndcg@10']:.4f} | {rec:.4f} |")
+    for r in results:
+        imp = (r.info or {}).get("feature_importance") or {}
+        if imp:  # permutation importance of the trained model's inputs (train/importance.py)
+            md += [f"## Feature importance: {r.name}", "", "NDCG@10 drop on the validation slice when the input is "
+                   "shuffled across users (0: the model does not read it).", "", "| input | drop |", "|---|---|"]
+            md += [f"| {k} | {v:+.4f} |" for k, v in imp.items()] + [""]
     (tmp / "report.md").write_text("\n".join(md) + "\n")
     _plots(tmp, results, meta.get("ks", [10, 20, 50]))
     if out_dir.exists():

@@ -28,6 +28,7 @@ from twotower.train.data import (
     model_args,
     prepare,
 )
+from twotower.train.importance import permutation_importance
 from twotower.train.losses import bce_loss, margin_loss, softmax_loss
 from twotower.train.sampling import NegativeSampler, _epoch_examples
 from twotower.train.validation import _better, validate
@@ -41,6 +42,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     epochs_run: int = 0
     seconds: float = 0.0
+    importance: dict[str, float] = field(default_factory=dict)
 
 
 
@@ -136,9 +138,12 @@ def _train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir:
 
     if closed_form or (cfg.model.kind == "hybrid" and start_epoch >= t.epochs):
         m = twin_metrics if "validated_on" in info else validate(model, p, cfg)
-        save_checkpoint(out_dir / "best.pt", checkpoint_state(0, m))
+        # importance where the score is honest: the twin's when the model itself saw val
+        imp = permutation_importance(twin, p_fit, t.seed) if "validated_on" in info \
+            else permutation_importance(model, p, t.seed)
+        save_checkpoint(out_dir / "best.pt", {**checkpoint_state(0, m), "importance": imp})
         save_checkpoint(last, checkpoint_state(0, m))
-        return TrainResult(out_dir / "best.pt", m, history, 0, time.perf_counter() - t0)
+        return TrainResult(out_dir / "best.pt", m, history, 0, time.perf_counter() - t0, imp)
 
     if not any(h.get("stage") == "start" for h in history):  # the starting point, before epoch 0
         history.append({"stage": "start", "epoch": -1, **validate(model, p, cfg)})
@@ -214,5 +219,9 @@ def _train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir:
                 break
     if not (out_dir / "best.pt").exists():
         save_checkpoint(out_dir / "best.pt", checkpoint_state(t.epochs - 1, history[-1] if history else {}))
+    best_state = load_checkpoint(out_dir / "best.pt")  # importance of the model that is kept
+    model.load_state_dict(best_state["model_state"])
+    imp = permutation_importance(model, p, t.seed)
+    save_checkpoint(out_dir / "best.pt", {**best_state, "importance": imp})
     epochs_run = sum(1 for h in history if "stage" not in h)  # not the starting point, not distillation
-    return TrainResult(out_dir / "best.pt", best_metrics, history, epochs_run, time.perf_counter() - t0)
+    return TrainResult(out_dir / "best.pt", best_metrics, history, epochs_run, time.perf_counter() - t0, imp)

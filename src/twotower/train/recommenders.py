@@ -63,7 +63,7 @@ class TrainedRecommender(CheckpointRecommender):
         self.path, self.state = r.checkpoint, load_checkpoint(r.checkpoint)
         self.info = {"epochs_run": r.epochs_run, "train_seconds": round(r.seconds, 1),
                      "best_epoch": self.state["epoch"], **self.state["info"],
-                     "history": r.history}
+                     "feature_importance": r.importance, "history": r.history}
         super().fit(ctx)
 
 
