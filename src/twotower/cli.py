@@ -286,6 +286,11 @@ def train(
     what = f"trained {r.epochs_run} epoch(s)" if r.epochs_run else "fitted in closed form (no epochs)"
     console.print(f"{what} in {r.seconds:.1f}s; validation: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in r.metrics.items()))
+    if r.importance:
+        read = [(k, v) for k, v in r.importance.items() if v != 0]
+        console.print("feature importance (NDCG@10 drop when shuffled): "
+                      + (", ".join(f"{k} {v:+.4f}" for k, v in read[:6]) or "none")
+                      + f"; {len(r.importance) - len(read)} input(s) unread", soft_wrap=True)
     console.print(f"checkpoint: {r.checkpoint}")
 
 

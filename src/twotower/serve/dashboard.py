@@ -1,7 +1,10 @@
 """`GET /dashboard`: what an operator needs on one page, server-rendered (HTML + inline SVG, no
 JavaScript library, nothing from a CDN). Light on the serving path: nothing happens per
 recommendation; the page is built at most once every `CACHE_SECONDS` from a few aggregate
-queries (on a connection of its own, in a thread) and from the metrics registry.
+queries (on a connection of its own, in a thread) and from the metrics registry, and its one
+costly parts, the A/B join of served lists with later answers and the coverage of what was
+served, at most once every `AB_SECONDS`; the staleness figures are the ones the service already
+refreshes for /metrics in the background.
 
 Who may see it: the service key or a `service_role` JWT as `Authorization: Bearer ...`. A
 browser without one gets a 401 whose body is a sign-in form; the key stays in that tab's
@@ -27,6 +30,7 @@ from twotower.serve import dashboard_render as render
 from twotower.serve.edge import EdgeError, header
 
 CACHE_SECONDS = 5.0
+AB_SECONDS = 60.0
 AB_DAYS = 30
 DAILY_DAYS = 14
 
@@ -60,6 +64,7 @@ class Page:
     runs: list[tuple] = field(default_factory=list)
     ops: list[tuple] = field(default_factory=list)
     importance: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    ab_read_at: datetime | None = None
     error: str | None = None
 
 
@@ -100,28 +105,33 @@ def latency_table(metrics, uptime: float) -> list[Latency]:
     return sorted(out, key=lambda r: (-r.count, r.endpoint, r.source))
 
 
-def collect(settings, state) -> Page:
-    """Everything the page shows, read in one short transaction on a connection of its own."""
+def collect(settings, state, ab_cache: dict | None = None) -> Page:
+    """Everything the page shows, read on a connection of its own. The A/B part (the served
+    lists of 30 days joined with the answers that followed) and the sources and coverage are
+    read at most every AB_SECONDS and kept in `ab_cache` meanwhile."""
     page = Page(datetime.now(UTC), state.db_ok, sorted(state.models), dict(state.failed or {}))
+    ab_cache = ab_cache if ab_cache is not None else {}
     try:
         with db.connect(settings, url=state.url) as conn:
-            conn.execute("SET statement_timeout = '10s'")
+            conn.execute("SET statement_timeout = '30s'")
             page.versions = registry.list_versions(conn)
-            since = datetime.now(UTC) - timedelta(days=AB_DAYS)
             default = next((v.version for v in page.versions if v.is_default), None)
-            page.arms = ab.report(ab.per_user(conn, since), default)
+            if time.monotonic() - ab_cache.get("at", -math.inf) > AB_SECONDS:
+                rows = conn.execute(sql("dashboard_daily"),
+                                    {"since": datetime.now(UTC) - timedelta(days=AB_DAYS)}).fetchall()
+                ab_cache.update(at=time.monotonic(), rows=rows, read_at=datetime.now(UTC))
+                ab_cache["overview"] = conn.execute(sql("dashboard_overview")).fetchall()
+            page.ab_read_at = ab_cache["read_at"]
+            page.arms, page.daily = arms_and_days(ab_cache["rows"], default)
             page.control = default if any(a.version == default for a in page.arms) else \
                 (max(page.arms, key=lambda a: (a.users, a.version)).version if page.arms else None)
-            rows = conn.execute(sql("dashboard_daily"),
-                                {"since": datetime.now(UTC) - timedelta(days=DAILY_DAYS)}).fetchall()
-            page.daily = daily_arms(rows)
-            for kind, label, a, b in conn.execute(sql("dashboard_overview")).fetchall():
+            for kind, label, a, b in ab_cache["overview"]:
                 if kind == "source":
                     page.sources[label] = a
                 else:
                     page.coverage = (a or 0.0, b or 0.0)
             page.runs = conn.execute(sql("dashboard_batch_runs"), {"n": 12}).fetchall()
-            page.ops = conn.execute(sql("ops_metrics")).fetchall()
+            page.ops = list(state.ops)  # what the service refreshes for /metrics in the background
             for version, name, score in conn.execute(sql("dashboard_importance")).fetchall():
                 page.importance.setdefault(version, []).append((name, score))
             conn.rollback()
@@ -130,12 +140,20 @@ def collect(settings, state) -> Page:
     return page
 
 
-def daily_arms(rows: list[tuple]) -> dict[str, list[tuple[Any, ab.Arm]]]:
-    """Per version, per day: the arm's totals and like rate / CTR with their intervals."""
+def arms_and_days(rows: list[tuple], control: str | None) -> tuple[list[ab.Arm], dict]:
+    """One read serves both views: per user over all AB_DAYS days (the per-day rows summed:
+    each list belongs to one day), and per day over the last DAILY_DAYS."""
     if not rows:
-        return {}
+        return [], {}
     df = pl.DataFrame(rows, schema={"day": pl.Date, "version": pl.Utf8, "user_id": pl.Utf8, "lists": pl.Int64,
                                     "shown": pl.Int64, "answered": pl.Int64, "liked": pl.Int64}, orient="row")
+    per_user = df.group_by("version", "user_id").agg(pl.col("lists", "shown", "answered", "liked").sum())
+    first_day = (datetime.now(UTC) - timedelta(days=DAILY_DAYS)).date()
+    return ab.report(per_user, control), daily_arms(df.filter(pl.col("day") >= first_day))
+
+
+def daily_arms(df: pl.DataFrame) -> dict[str, list[tuple[Any, ab.Arm]]]:
+    """Per version, per day: the arm's totals and like rate / CTR with their intervals."""
     out: dict[str, list[tuple[Any, ab.Arm]]] = {}
     for (day,), g in sorted(df.group_by("day"), key=lambda kv: kv[0][0]):
         for arm in ab.report(g.drop("day"), None):
@@ -169,7 +187,9 @@ async def dashboard(request: Request) -> Response:
     now = time.monotonic()
     if cached is None or now - cached[0] > CACHE_SECONDS:
         state = app.state.service
-        page = await asyncio.to_thread(collect, state.settings, state)
+        if not hasattr(app.state, "dashboard_ab"):
+            app.state.dashboard_ab = {}
+        page = await asyncio.to_thread(collect, state.settings, state, app.state.dashboard_ab)
         page.latency = latency_table(app.state.metrics, now - app.state.started_at)
         cached = app.state.dashboard_cache = (now, render.page(page))
     return HTMLResponse(cached[1], headers={"Cache-Control": "no-store"})

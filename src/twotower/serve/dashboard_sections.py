@@ -38,6 +38,8 @@ def arms(p) -> str:
                   "like-rate lift vs control"], rows, "no lists served in the last 30 days")
     if chart_lr:
         body += "<h3>like rate</h3>" + chart_lr + "<h3>CTR (answered / shown)</h3>" + chart_ctr
+    if p.ab_read_at is not None:
+        body += f'<p class="muted">read {e(p.ab_read_at.strftime("%H:%M:%S"))} UTC (at most once a minute)</p>'
     return section("A/B arms, last 30 days (users are the unit; delta-method intervals, z-test)", body, "arms")
 
 
