@@ -51,6 +51,9 @@ for U in "${WARM[0]}" "$COLD"; do
 done
 echo "without a token:"; curl -s -X POST "http://127.0.0.1:$PORT/v1/recommendations" \
      -H 'Content-Type: application/json' -d "{\"user_id\": \"${WARM[0]}\"}"; echo
+SVC_TOKEN="$($TT token service --service)"
+curl -s -o "$TWOTOWER_HOME/dashboard.html" -w "GET /dashboard with a service_role token: %{http_code}, %{size_download} bytes, saved to $TWOTOWER_HOME/dashboard.html\n" \
+     -H "Authorization: Bearer $SVC_TOKEN" "http://127.0.0.1:$PORT/dashboard"
 step "the seed's Edge Functions under Deno, at /functions/v1/<name> as Supabase serves them"
 $TT edge bundle --version "$VERSION" --to "$TWOTOWER_HOME/edge-bundles"
 EPORT="${TWOTOWER_DEMO_EDGE_PORT:-8766}"
