@@ -100,3 +100,13 @@ def test_tables_are_not_cut_to_80_columns_in_a_log(conn, settings, tmp_path):
                                         "TWOTOWER_HOME": str(settings.home)}, stdin=subprocess.DEVNULL)
     assert r.returncode == 0 and "a-rather-long-version-name-for-cron-logs" in r.stdout, r.stdout
     assert "videos embedded" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["models", "show", "--help"], ["export", "--help"],
+                                  ["serve", "--help"]])
+def test_help_has_no_type_artefacts(args):
+    p = twotower(*args, env={"COLUMNS": "120"})
+    assert p.returncode == 0, p.stderr
+    assert "<bool>" not in p.stdout, p.stdout
+    usage = next(ln for ln in p.stdout.splitlines() if "Usage:" in ln)
+    assert "{" not in usage and "}" not in usage, usage

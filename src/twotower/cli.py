@@ -29,6 +29,24 @@ try:  # typer vendors click from 0.2x on; its usage errors are typer.TyperExcept
 except ImportError:  # pragma: no cover (older typer on plain click)
     from click import exceptions as _usage
 
+def _plain_help() -> None:
+    """Typer 0.2x's rich help prints `<bool>` after every flag (`--help <bool>`) and `{name}` for
+    required arguments in the usage line; show flags bare and arguments as click does (NAME,
+    [NAME]). Only where typer has these hooks; any other version keeps its own rendering."""
+    from typer import core
+
+    opt, arg = getattr(core, "TyperOption", None), getattr(core, "TyperArgument", None)
+    if opt is not None and hasattr(opt, "display_type_rich"):
+        shown = opt.display_type_rich
+        opt.display_type_rich = lambda self, ctx: None if self.is_flag and self.metavar is None else shown(self, ctx)
+    if arg is not None and hasattr(arg, "_usage_display_name"):
+        def usage(self) -> str:
+            name = (self.metavar or self.name or "").upper()
+            return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+        arg._usage_display_name = usage
+
+
+_plain_help()
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Two-Tower recommendations from PostgreSQL + pgvector.")
 db_app = typer.Typer(no_args_is_help=True, help="Embedded/remote database: init, status, reset.")
