@@ -31,3 +31,14 @@ def trained_checkpoint(conn, tmp: Path, kind: str = "hybrid", split: str = "none
 def exported(conn, settings: Settings, tmp: Path, version: str = "v1", kind: str = "hybrid",
              extra: list[str] | None = None) -> Path:
     return export(trained_checkpoint(conn, tmp, kind, extra=extra), None, settings.path("artifacts"), version)
+
+
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import TEMPLATE, _with_db
+from tests.helpers import S3_KEYS as KEYS
 from tests.helpers import exported, load_world
 from tests.test_serve import SECRET, SERVICE, SVC, app_settings, token
 from twotower import db, edge_functions, embed, registry
@@ -404,3 +405,26 @@ def test_bundles_are_read_from_a_url_like_a_storage_bucket(world, tmp_path):
             assert r.status_code == 503 and "HTTP 404" in r.json()["detail"], r.text
     finally:
         srv.shutdown()
+
+
+def test_a_version_pushed_to_s3_storage_is_served_by_the_functions(world, s3_endpoint, monkeypatch):
+    """`models push` to an S3-compatible store, then the functions read that very layout
+    (`<prefix>/<version>/<file>`) over HTTP, as from a public Supabase Storage bucket."""
+    from twotower import storage
+
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    s3 = storage.client(s3_endpoint)
+    s3.create_bucket(Bucket="edge-models")
+    s3.put_bucket_policy(Bucket="edge-models", Policy=json.dumps({  # a public bucket, as Supabase offers
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                                "Resource": "arn:aws:s3:::edge-models/*"}]}))
+    t = storage.push(world.settings.path("artifacts") / "hyb", "s3://edge-models/prod", s3)
+    assert not t.skipped
+    with edge_server(world, TWOTOWER_ARTIFACTS=f"{s3_endpoint}/edge-models/prod") as edge:
+        r = edge.post("two_tower_recommendations", json={"user_id": "edge-unknown-tag", "limit": 5}, headers=SVC)
+        assert r.status_code == 200 and r.json()["source"] == "two_tower" and len(r.json()["items"]) == 5, r.text
+    s3.put_object(Bucket="edge-models", Key="prod/hyb/normalizer.json", Body=b"{}")  # tampered in the bucket
+    with edge_server(world, TWOTOWER_ARTIFACTS=f"{s3_endpoint}/edge-models/prod") as edge:
+        r = edge.post("two_tower_recommendations", json={"user_id": "edge-unknown-tag", "limit": 5}, headers=SVC)
+        assert r.status_code == 503, r.text

@@ -4,48 +4,15 @@ server (`moto[server]` from PyPI, installed by `make`), path-style as Supabase S
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import exported, load_world, trained_checkpoint
+from tests.helpers import S3_KEYS as KEYS
+from tests.helpers import exported, free_port, load_world, trained_checkpoint
 from tests.test_cli import twotower
 from twotower import registry, storage
 from twotower.errors import ArtifactError, InvalidInput, NotFound, StoreUnavailable
 from twotower.export import export, load_artifacts, verify_manifest
-
-KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = _port()
-    exe = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None:
-                pytest.fail("moto_server exited at start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
@@ -120,7 +87,7 @@ def test_clear_errors_for_a_missing_bucket_version_or_endpoint(tmp_path, s3, s3_
     with pytest.raises(InvalidInput, match="s3://BUCKET"):
         storage.Remote.parse("https://example.com/bucket")
     with pytest.raises(StoreUnavailable, match="cannot reach"):
-        storage.pull("v9", f"s3://{bucket}", tmp_path, storage.client(f"http://127.0.0.1:{_port()}"))
+        storage.pull("v9", f"s3://{bucket}", tmp_path, storage.client(f"http://127.0.0.1:{free_port()}"))
 
 
 def test_the_cli_pushes_and_pulls_into_the_registry(conn, settings, tmp_path, s3, s3_endpoint):
