@@ -87,6 +87,12 @@ def _train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir:
            quiet: bool, final_refit: bool, threads: int) -> TrainResult:
     t, metric = cfg.training, cfg.training.early_stopping_metric
     t0 = time.perf_counter()
+
+    def step(what: str) -> None:  # a line per long step, also in cron logs (no progress bar there)
+        if not quiet:
+            console.print(f"[{time.perf_counter() - t0:6.1f}s] {what}", highlight=False)
+
+    step(f"preparing features ({threads} thread(s))")
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
     closed_form_full = cfg.model.kind == "hybrid" and t.epochs == 0 and final_refit
@@ -117,13 +123,16 @@ def _train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir:
             # The final closed form is fitted on all of train, val included, so its own score
             # on val means nothing (those rows are excluded from ranking: NDCG 0). The score
             # stored is a twin's, fitted the same way on `fit` alone and scored on val.
+            step("validation twin: the closed form fitted on the fit part alone")
             p_fit = prepare(cfg, frames, catalog, split, "fit")
             twin = TwoTower(model_args(cfg, p_fit))
             lam = init_hybrid(twin, p_fit, cfg, "fit", split).get("ease_lambda")
             distill_content(twin, p_fit, cfg, [])
             twin_metrics = validate(twin, p_fit, cfg)
             info["validated_on"] = "a twin fitted on the fit part, scored on val (the model itself saw val)"
+        step(f"closed form ({cfg.model.init}) on the {'train' if closed_form_full else 'fit'} part")
         info |= init_hybrid(model, p, cfg, "train" if closed_form_full else "fit", split, lam)
+        step("content towers distilled from it (cold start)")
         info |= distill_content(model, p, cfg, history)
 
     def checkpoint_state(epoch: int, metrics: dict) -> dict[str, Any]:
@@ -139,6 +148,7 @@ def _train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir:
     if closed_form or (cfg.model.kind == "hybrid" and start_epoch >= t.epochs):
         m = twin_metrics if "validated_on" in info else validate(model, p, cfg)
         # importance where the score is honest: the twin's when the model itself saw val
+        step("validation score and feature importance")
         imp = permutation_importance(twin, p_fit, t.seed) if "validated_on" in info \
             else permutation_importance(model, p, t.seed)
         save_checkpoint(out_dir / "best.pt", {**checkpoint_state(0, m), "importance": imp})
@@ -219,6 +229,7 @@ def _train(cfg: Config, frames: Frames, catalog: Catalog, split: Split, out_dir:
                 break
     if not (out_dir / "best.pt").exists():
         save_checkpoint(out_dir / "best.pt", checkpoint_state(t.epochs - 1, history[-1] if history else {}))
+    step("feature importance of the kept checkpoint")
     best_state = load_checkpoint(out_dir / "best.pt")  # importance of the model that is kept
     model.load_state_dict(best_state["model_state"])
     imp = permutation_importance(model, p, t.seed)
