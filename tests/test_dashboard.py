@@ -6,17 +6,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from tests.browser import Browser
-from tests.helpers import load_world
+from tests.helpers import load_world, serving
 from tests.test_serve import SERVICE, SVC, app_settings, rec, setup_model, token
 from twotower.serve import create_app
 from twotower.serve.dashboard import quantile
@@ -87,22 +84,11 @@ def test_quantiles_from_histogram_buckets():
 def live(served, settings):
     """The same service on a real loopback port, for the browser."""
     client, users = served
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(app_settings(settings)), host="127.0.0.1", port=port,
-                                        log_level="error"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.1)
-    for u in users[:10]:  # requests through this process, so its latency table has rows
-        httpx.post(f"http://127.0.0.1:{port}/v1/recommendations", json={"user_id": u, "limit": 10},
-                   headers=token(u)).raise_for_status()
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    t.join(10)
+    with serving(create_app(app_settings(settings))) as base:
+        for u in users[:10]:  # requests through this process, so its latency table has rows
+            httpx.post(f"{base}/v1/recommendations", json={"user_id": u, "limit": 10},
+                       headers=token(u)).raise_for_status()
+        yield base
 
 
 @pytest.fixture

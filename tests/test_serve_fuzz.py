@@ -1,18 +1,14 @@
 """Property-based API tests: schemathesis generates requests from the OpenAPI schema (a bounded
 number per operation) against a real uvicorn server on loopback; no 5xx, responses conform."""
 
-import socket
-import threading
-import time
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis.errors import Unsatisfiable
 
-from tests.helpers import load_world
+from tests.helpers import load_world, serving
 from tests.test_serve import SVC, app_settings, setup_model
 from twotower.serve import create_app
 
@@ -21,19 +17,8 @@ from twotower.serve import create_app
 def server(conn, settings, tmp_path):
     load_world(conn)
     setup_model(conn, settings, tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(app_settings(settings)), host="127.0.0.1", port=port,
-                                       log_level="error"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    t.join(10)
+    with serving(create_app(app_settings(settings))) as base:
+        yield base
 
 
 def test_schemathesis_finds_no_server_errors(server):

@@ -3,11 +3,9 @@ become one line on stderr and exit status 1 here, and nowhere else."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -90,12 +88,8 @@ def settings() -> Settings:
     return Settings()
 
 
-@contextlib.contextmanager
-def store(s: Settings | None = None) -> Iterator[psycopg.Connection]:
-    """A connection to a migrated database; one clear line if `twotower db init` was not run."""
-    with db.connection(s or settings()) as conn:
-        db.ensure_schema(conn)
-        yield conn
+def store(s: Settings | None = None):
+    return db.store(s or settings())
 
 
 # --------------------------------------------------------------------------- db

@@ -21,8 +21,7 @@ CONTROL = Annotated[str | None, typer.Option("--control", help="the control arm 
 
 
 def _load(days: int, control: str | None, lift: float) -> tuple[list[ab.Arm], str | None]:
-    with db.connection(Settings()) as conn:
-        db.ensure_schema(conn)
+    with db.store(Settings()) as conn:
         users = ab.per_user(conn, datetime.now(UTC) - timedelta(days=days))
         default = conn.execute("SELECT version FROM embedding_model_versions WHERE is_default").fetchone()
     control = control or (default[0] if default else None)

@@ -3,12 +3,9 @@ folders in S3-compatible storage (push, pull)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import psycopg
 import typer
 from rich.table import Table
 
@@ -29,11 +26,8 @@ def settings() -> Settings:
     return Settings()
 
 
-@contextlib.contextmanager
-def store(s: Settings | None = None) -> Iterator[psycopg.Connection]:
-    with db.connection(s or settings()) as conn:
-        db.ensure_schema(conn)
-        yield conn
+def store(s: Settings | None = None):
+    return db.store(s or settings())
 
 
 @models_app.command("list")

@@ -246,6 +246,14 @@ def connection(settings: Settings | None = None, url: str | None = None) -> Iter
         conn.close()
 
 
+@contextlib.contextmanager
+def store(settings: Settings | None = None) -> Iterator[psycopg.Connection]:
+    """A connection to a migrated database; one clear line if `twotower db init` was not run."""
+    with connection(settings) as conn:
+        ensure_schema(conn)
+        yield conn
+
+
 def make_pool(settings: Settings, url: str | None = None, min_size: int | None = None,
               max_size: int | None = None, open: bool = True) -> ConnectionPool:
     """A pool for services: pgvector registered on each connection; idle connections checked

@@ -84,8 +84,7 @@ def get(conn: psycopg.Connection, version: str) -> ModelVersion:
 
 
 def importance(conn: psycopg.Connection, version: str) -> list[tuple[str, float]]:
-    """The version's stored feature importance, largest first."""
-    get(conn, version)
+    """The version's stored feature importance, largest first ([] when none is stored)."""
     rows = conn.execute("SELECT f.feature_name, f.importance_score FROM feature_importance f JOIN "
                         "embedding_model_versions m ON m.id = f.model_version_id WHERE m.version = %s "
                         "ORDER BY 2 DESC, 1", (version,)).fetchall()

@@ -101,10 +101,23 @@ def users_per_arm(sd: float, base: float, lift: float) -> int | None:
     return math.ceil((Z95 + Z80) ** 2 * 2 * sd ** 2 / (lift * base) ** 2)
 
 
-def per_user(conn: psycopg.Connection, since: datetime) -> pl.DataFrame:
+DAY_SCHEMA = {"day": pl.Date, "version": pl.Utf8, "user_id": pl.Utf8, "lists": pl.Int64, "shown": pl.Int64,
+              "answered": pl.Int64, "liked": pl.Int64}
+
+
+def per_user_day(conn: psycopg.Connection, since: datetime) -> pl.DataFrame:
+    """ab_users.sql's rows: per arm, user and UTC day (fallback lists left out)."""
     rows = conn.execute(sql("ab_users"), {"since": since, "fallback": False}).fetchall()
-    return pl.DataFrame(rows, schema={"version": pl.Utf8, "user_id": pl.Utf8, "lists": pl.Int64,
-                                      "shown": pl.Int64, "answered": pl.Int64, "liked": pl.Int64}, orient="row")
+    return pl.DataFrame(rows, schema=DAY_SCHEMA, orient="row")
+
+
+def over_days(days: pl.DataFrame) -> pl.DataFrame:
+    """Per arm and user, over all the days (a list belongs to one day, so sums are exact)."""
+    return days.group_by("version", "user_id").agg(pl.col("lists", "shown", "answered", "liked").sum())
+
+
+def per_user(conn: psycopg.Connection, since: datetime) -> pl.DataFrame:
+    return over_days(per_user_day(conn, since))
 
 
 def report(users: pl.DataFrame, control: str | None, lift: float = 0.05) -> list[Arm]:

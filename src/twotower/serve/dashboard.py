@@ -117,14 +117,14 @@ def collect(settings, state, ab_cache: dict | None = None) -> Page:
             page.versions = registry.list_versions(conn)
             default = next((v.version for v in page.versions if v.is_default), None)
             if time.monotonic() - ab_cache.get("at", -math.inf) > AB_SECONDS:
-                rows = conn.execute(sql("dashboard_daily"),
-                                    {"since": datetime.now(UTC) - timedelta(days=AB_DAYS)}).fetchall()
-                ab_cache.update(at=time.monotonic(), rows=rows, read_at=datetime.now(UTC))
-                ab_cache["overview"] = conn.execute(sql("dashboard_overview")).fetchall()
+                days = ab.per_user_day(conn, datetime.now(UTC) - timedelta(days=AB_DAYS))
+                ab_cache.update(at=time.monotonic(), days=days, read_at=datetime.now(UTC),
+                                overview=conn.execute(sql("dashboard_overview")).fetchall())
             page.ab_read_at = ab_cache["read_at"]
-            page.arms, page.daily = arms_and_days(ab_cache["rows"], default)
-            page.control = default if any(a.version == default for a in page.arms) else \
-                (max(page.arms, key=lambda a: (a.users, a.version)).version if page.arms else None)
+            page.arms = ab.report(ab.over_days(ab_cache["days"]), default)
+            page.control = next((a.version for a in page.arms if not a.vs_control), None)  # the one compared with
+            first_day = (datetime.now(UTC) - timedelta(days=DAILY_DAYS)).date()
+            page.daily = daily_arms(ab_cache["days"].filter(pl.col("day") >= first_day))
             for kind, label, a, b in ab_cache["overview"]:
                 if kind == "source":
                     page.sources[label] = a
@@ -132,24 +132,12 @@ def collect(settings, state, ab_cache: dict | None = None) -> Page:
                     page.coverage = (a or 0.0, b or 0.0)
             page.runs = conn.execute(sql("dashboard_batch_runs"), {"n": 12}).fetchall()
             page.ops = list(state.ops)  # what the service refreshes for /metrics in the background
-            for version, name, score in conn.execute(sql("dashboard_importance")).fetchall():
-                page.importance.setdefault(version, []).append((name, score))
+            page.importance = {v.version: imp for v in page.versions
+                               if v.is_active and (imp := registry.importance(conn, v.version))}
             conn.rollback()
     except Exception as e:  # a database that is down: the page says so instead of failing
         page.error = f"the database did not answer ({str(e).strip().splitlines()[0][:200]})"
     return page
-
-
-def arms_and_days(rows: list[tuple], control: str | None) -> tuple[list[ab.Arm], dict]:
-    """One read serves both views: per user over all AB_DAYS days (the per-day rows summed:
-    each list belongs to one day), and per day over the last DAILY_DAYS."""
-    if not rows:
-        return [], {}
-    df = pl.DataFrame(rows, schema={"day": pl.Date, "version": pl.Utf8, "user_id": pl.Utf8, "lists": pl.Int64,
-                                    "shown": pl.Int64, "answered": pl.Int64, "liked": pl.Int64}, orient="row")
-    per_user = df.group_by("version", "user_id").agg(pl.col("lists", "shown", "answered", "liked").sum())
-    first_day = (datetime.now(UTC) - timedelta(days=DAILY_DAYS)).date()
-    return ab.report(per_user, control), daily_arms(df.filter(pl.col("day") >= first_day))
 
 
 def daily_arms(df: pl.DataFrame) -> dict[str, list[tuple[Any, ab.Arm]]]:
