@@ -49,6 +49,19 @@ for U in "${WARM[0]}" "$COLD"; do
        -H 'Content-Type: application/json' -d "{\"user_id\": \"$U\", \"limit\": 5}" \
     | .venv/bin/python -m json.tool
 done
+step "the swipe deck: a deck, a swipe on its first card, the next page of the same deck"
+U="${WARM[1]}"; TOKEN="$($TT token "$U")"
+deck() {
+  curl -s -X POST "http://127.0.0.1:$PORT/v1/recommendations" -H "Authorization: Bearer $TOKEN" \
+       -H 'Content-Type: application/json' -d "{\"user_id\": \"$U\", \"limit\": 5, \"deck_id\": \"demo-deck\"}"
+}
+FIRST="$(deck)"
+echo "$FIRST" | .venv/bin/python -c 'import json,sys; b=json.load(sys.stdin); print("deck 1:", [i["video_id"] for i in b["items"]])'
+CARD="$(echo "$FIRST" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["video_id"])')"
+curl -s -X POST "http://127.0.0.1:$PORT/v1/decisions" -H "Authorization: Bearer $TOKEN" \
+     -H 'Content-Type: application/json' -d "{\"user_id\": \"$U\", \"video_id\": \"$CARD\", \"decision_type\": \"like\"}" \
+  | .venv/bin/python -c 'import json,sys; b=json.load(sys.stdin); print("swipe: like", b["video_id"], "recorded at", b["recorded_at"])'
+deck | .venv/bin/python -c 'import json,sys; b=json.load(sys.stdin); print("deck 2 (no card of deck 1 again):", [i["video_id"] for i in b["items"]])'
 echo "without a token:"; curl -s -X POST "http://127.0.0.1:$PORT/v1/recommendations" \
      -H 'Content-Type: application/json' -d "{\"user_id\": \"${WARM[0]}\"}"; echo
 SVC_TOKEN="$($TT token service --service)"

@@ -199,11 +199,14 @@ def test_top20_equals_the_service_and_recommend_videos(world, version):
                                                                                              "nobody-at-all"]
         with edge_server(world) as edge, TestClient(create_app(app_settings(world.settings))) as svc:
             for u in ids:
-                e = edge.post("two_tower_recommendations", json={"user_id": u, "limit": 20}, headers=SVC)
+                # the same list three times: not the deck (impressions would rightly move it on)
+                body = {"user_id": u, "limit": 20, "exclude_impressions": False}
+                e = edge.post("two_tower_recommendations", json=body, headers=SVC)
                 assert e.status_code == 200, e.text
                 e = e.json()
-                p = svc.post("/v1/recommendations", json={"user_id": u, "limit": 20}, headers=SVC).json()
-                r = conn.execute("SELECT video_id, source FROM public.recommend_videos(20, %s)", (u,)).fetchall()
+                p = svc.post("/v1/recommendations", json=body, headers=SVC).json()
+                r = conn.execute("SELECT video_id, source FROM public.recommend_videos(20, %s, NULL, false)",
+                                 (u,)).fetchall()
                 conn.commit()
                 if u == "edge-bare" and world.versions[version] != "sql":
                     # joined after the batch embed: SQL has no stored vector for a model it cannot
@@ -211,7 +214,8 @@ def test_top20_equals_the_service_and_recommend_videos(world, version):
                     assert {x[1] for x in r} == {"cold_start"}
                     up = edge.post("update_user_embedding", json={"user_id": u}, headers=SVC)
                     assert up.status_code == 200 and version in up.json()["versions"], up.text
-                    r = conn.execute("SELECT video_id, source FROM public.recommend_videos(20, %s)", (u,)).fetchall()
+                    r = conn.execute("SELECT video_id, source FROM public.recommend_videos(20, %s, NULL, false)",
+                                     (u,)).fetchall()
                     conn.commit()
                     assert {x[1] for x in r} == {"two_tower_stored"}
                 assert len(e["items"]) == 20
@@ -266,7 +270,8 @@ def test_a_like_written_with_sql_moves_the_next_answer(world):
 BAD_BODIES = [b"", b"not json", b"[]", b'{"user_id": 5}', b'{"user_id": ""}', b'{"user_id": " u"}',
               b'{"user_id": "u\\u200b"}', b'{"user_id": "u", "limit": "20"}', b'{"user_id": "u", "limit": 20.0}',
               b'{"user_id": "u", "limit": 0}', b'{"user_id": "u", "limit": 101}', b'{"user_id": "u", "extra": 1}',
-              b'{"limit": 3}', b'{"user_id": "' + b"x" * 129 + b'"}']
+              b'{"limit": 3}', b'{"user_id": "' + b"x" * 129 + b'"}', b'{"user_id": "u", "deck_id": ""}',
+              b'{"user_id": "u", "deck_id": 7}', b'{"user_id": "u", "exclude_impressions": 1}']
 
 
 def test_auth_and_errors_answer_as_the_service(world):

@@ -92,9 +92,16 @@ def test_pipeline_round_trips():
 
 def test_sql_functions_match_bulk_pipeline(conn):
     synth.load(conn, synth.generate(synth.SynthSpec(users=120, videos=300, decisions=4000, seed=2)))
+    # Text for the TF-IDF input: words, Japanese (bigrams), a missing title, a description.
+    conn.execute("""UPDATE videos SET title = CASE WHEN n % 7 = 0 THEN NULL WHEN n % 3 = 0 THEN '夏の海 Summer ' || n % 5
+                                                 ELSE 'Night drive part ' || n % 4 END,
+                                      description = CASE WHEN n % 2 = 0 THEN '海辺の恋 long-take, beach' END
+                    FROM (SELECT id AS vid, row_number() OVER (ORDER BY id) AS n FROM videos) x WHERE id = x.vid""")
     f = load_frames(conn)
     pipe = FeaturePipeline.fit(f.videos, f.tags, f.performers, f.profiles, f.decisions,
-                               min_tag_freq=2, min_actress_freq=1)
+                               min_tag_freq=2, min_actress_freq=1, item_inputs=["genre", "maker", "text"],
+                               max_maker_vocab=50, min_text_freq=1)
+    assert pipe.genre_vocab and 0 < len(pipe.maker_vocab) <= 50 and {"海辺", "辺の", "summer", "beach"} <= set(pipe.text_vocab)
     as_of = datetime(2026, 5, 1, tzinfo=UTC)  # inside the window: later decisions must not count
     users = f.profiles["user_id"].to_numpy()[:40]
     items = f.videos["id"].to_numpy()[:40]
@@ -108,3 +115,40 @@ def test_sql_functions_match_bulk_pipeline(conn):
         np.testing.assert_allclose(pipe.item_vector_from_json(j), bulk_i[k], atol=1e-6, err_msg=vid)
     assert conn.execute("SELECT get_user_embedding_features('nobody')").fetchone()[0] is None
     assert conn.execute("SELECT get_item_embedding_features('nothing')").fetchone()[0] is None
+
+
+def test_text_tokens_and_tfidf_match_scikit_learn():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from twotower.features_content import fit_text, text_matrix, tokens
+
+    docs = ["Toy Story (1995)", "夏の海", "a Toy, toy STORY", None, "x 海"]
+    frame = pl.DataFrame({"_i": range(len(docs)), "text": docs}, schema={"_i": pl.Int64, "text": pl.Utf8})
+    got = tokens(frame).group_by("_i").agg(pl.col("term").sort()).sort("_i")
+    assert dict(zip(got["_i"], got["term"].to_list())) == {
+        0: ["1995", "story", "toy"], 1: ["の海", "夏の"], 2: ["story", "toy", "toy"], 4: ["海"]}
+    videos = pl.DataFrame({"title": docs, "description": [None, None, "toy", None, None]})
+    vocab, idf = fit_text(videos, max_vocab=10, min_freq=1)
+    assert vocab[:2] == ["story", "toy"]  # most documents first, ties by term
+    m = text_matrix(frame.with_columns(pl.Series("text", ["Toy Story (1995)", "夏の海", "a Toy, toy STORY toy",
+                                                          None, "x 海"])), vocab, idf, len(docs)).toarray()
+
+    def analyzer(doc):
+        return tokens(pl.DataFrame({"_i": [0], "text": [doc]}))["term"].to_list()
+
+    full = [" ".join(x for x in (t, d) if x) for t, d in zip(videos["title"], videos["description"])]
+    sk = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, smooth_idf=True, vocabulary=vocab)
+    sk.fit(full)
+    want = sk.transform(["Toy Story (1995)", "夏の海", "a Toy, toy STORY toy", "", "x 海"]).toarray()
+    np.testing.assert_allclose(m, want, atol=1e-9)
+
+
+def test_item_inputs_off_by_default_and_checked():
+    pipe, (v, t, p, _, _) = fit_tiny()
+    assert pipe.genre_vocab == pipe.maker_vocab == pipe.text_vocab == []
+    old = pipe.to_dict()
+    for k in ("genre_vocab", "maker_vocab", "text_vocab", "text_idf"):
+        old.pop(k)  # a checkpoint from before the inputs existed
+    assert FeaturePipeline.from_dict(old).item_feature_dim == pipe.item_feature_dim
+    with pytest.raises(ValueError, match="unknown"):
+        FeaturePipeline.fit(*tiny(), item_inputs=["colour"])

@@ -59,6 +59,17 @@ def test_top_k_excludes_and_pads():
     assert metrics.top_k(scores, 3, excl).tolist() == [[1, 2, -1]]
 
 
+def test_top_k_breaks_ties_by_index_on_any_cpu():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(50, 300)).astype(np.float32)  # many ties
+    scores[0] = 1.0  # a constant row: the first k items
+    want = np.argsort(-scores, axis=1, kind="stable")[:, :20]
+    np.testing.assert_array_equal(metrics.top_k(scores, 20), want)
+    assert metrics.top_k(scores, 20)[0].tolist() == list(range(20))
+    scores[1, :] = np.nan  # unrankable: -1, never an error
+    assert (metrics.top_k(scores, 5)[1] == -1).all()
+
+
 def test_coverage_diversity_novelty():
     top = np.array([[0, 1], [0, 2]])
     assert metrics.catalog_coverage(top, 4) == 0.75

@@ -67,7 +67,8 @@ def test_filtered_search_over_fetches_on_pgvector_0_7(pg15, tmp_path):
         assert len(set(v for v, _ in rows) & set(exact[:20])) >= 18  # HNSW recall, over-fetched
     with TestClient(create_app(app_settings(settings))) as client:
         for limit in (10, 60, 100):
-            r = client.post("/v1/recommendations", json={"user_id": user, "limit": limit}, headers=SVC)
+            r = client.post("/v1/recommendations", json={"user_id": user, "limit": limit, "exclude_impressions": False},
+                                headers=SVC)
             assert r.status_code == 200, r.text
             body = r.json()
             got = [i["video_id"] for i in body["items"]]

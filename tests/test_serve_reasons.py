@@ -62,12 +62,14 @@ def test_search_statement_prepares_a_generic_plan_on_the_right_path(conn, settin
     load_world(conn)
     art = setup_model(conn, settings, tmp_path)
     u = warm_user(conn)
-    text = _statement(art.version, art.dim, 20, True, True, exact).decode().replace("%(user_id)s", "$1")
+    text = _statement(art.version, art.dim, 20, True, True, exact).decode()
+    for k, (name, kind) in enumerate([("user_id", "text"), ("imp", "boolean"), ("deck", "text"), ("pending", "text[]")]):
+        text = text.replace(f"%({name})s", f"${k + 1}::{kind}")
     conn.execute("SET plan_cache_mode = force_generic_plan")
     conn.execute("SET hnsw.iterative_scan = relaxed_order")  # as the service's pool sets it
     conn.execute("SET enable_seqscan = off")  # 400 videos: as at scale, where a full scan costs more
-    conn.execute(f"PREPARE s(text) AS {text}")
-    run = sql.SQL("EXECUTE s({})").format(sql.Literal(u))
+    conn.execute(f"PREPARE s(text, boolean, text, text[]) AS {text}")
+    run = sql.SQL("EXECUTE s({}, true, NULL, '{{}}')").format(sql.Literal(u))
     plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + run))
     assert ("video_emb_hnsw_" in plan) is (not exact), plan
     rows = conn.execute(run).fetchall()

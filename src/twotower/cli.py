@@ -101,8 +101,9 @@ def _init(conn, s: Settings, config: Path | None, demo_tables: bool | None) -> l
     """Install or upgrade the schema. The seed-shaped demo tables are created only where twotower
     runs its own database (no DATABASE_URL), unless asked otherwise; so are Supabase's roles."""
     embedded = not s.database_url
-    return db.migrate(conn, load_config(config).source, demo_tables=embedded if demo_tables is None else demo_tables,
-                      roles=embedded, ab_salt=s.ab_salt)
+    cfg = load_config(config)
+    return db.migrate(conn, cfg.source, demo_tables=embedded if demo_tables is None else demo_tables,
+                      roles=embedded, ab_salt=s.ab_salt, impression_ttl_seconds=cfg.serving.impression_ttl_seconds)
 
 
 @db_app.command("init")

@@ -33,6 +33,14 @@ class ArtifactsConfig:
     max_actress_vocab: int = 256
     min_actress_freq: int = 2
     max_history: int = 200  # liked videos fed to the history path of the user tower
+    # The seed's optional item inputs (features_content.py): any of "genre", "maker", "text"
+    # (TF-IDF of title + description). Off by default: bench/item_inputs.py measures each.
+    item_inputs: list[str] = field(default_factory=list)
+    max_genre_vocab: int = 64
+    max_maker_vocab: int = 256
+    min_maker_freq: int = 2
+    max_text_vocab: int = 2000
+    min_text_freq: int = 2
 
 
 @dataclass
@@ -114,6 +122,9 @@ class ServingConfig:
     reasons_refresh_seconds: float = 300.0  # video -> tags/performers index behind the reasons
     jwks_refresh_seconds: float = 300.0  # re-read TWOTOWER_JWKS_URL (signing keys rotate)
     request_timeout_seconds: float = 2.0  # a request's database budget: no 503 takes longer
+    # The deck: a card served and not answered stays out of the user's decks this long (`db init`
+    # copies it into twotower.settings for recommend_videos).
+    impression_ttl_seconds: float = 86400.0
 
 
 @dataclass
@@ -175,6 +186,9 @@ class Config:
             raise InvalidInput(f"model.kind must be mlp or hybrid, not {m.kind!r}")
         if m.init not in ("random", "ease_svd", "svd"):
             raise InvalidInput(f"model.init must be random, ease_svd or svd, not {m.init!r}")
+        bad = sorted(set(self.artifacts.item_inputs) - {"genre", "maker", "text"})
+        if bad:
+            raise InvalidInput(f"artifacts.item_inputs: unknown {bad}; use any of genre, maker, text")
         if abs(sum(t.sampler_mix.values()) - 1.0) > 1e-6:
             raise InvalidInput("training.sampler_mix shares must sum to 1")
         if not set(t.sampler_mix) <= {"random", "hard", "popular"}:

@@ -304,7 +304,7 @@ def _redact(url: str) -> str:
 # --------------------------------------------------------------------------- schema
 
 def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_tables: bool = False,
-            roles: bool = False, ab_salt: str = "twotower-ab") -> list[str]:
+            roles: bool = False, ab_salt: str = "twotower-ab", impression_ttl_seconds: float = 86400.0) -> list[str]:
     """Install or upgrade twotower's schema; idempotent, serialised by an advisory lock.
 
     In order: pgvector, the `twotower` schema (adopting the tables of a pre-0.2 install from
@@ -377,6 +377,8 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
         conn.execute(sql("security"))
         conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('ab_salt', %s) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (ab_salt,))
+        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('impression_ttl_seconds', %s) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(impression_ttl_seconds)),))
     _configure(conn)
     return applied
 
@@ -531,7 +533,9 @@ def reset(conn: psycopg.Connection) -> list[str]:
             if _exists(conn, SCHEMA, "installed") else {}
         if "rpc" in made:
             conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text)")
-            dropped.append("function public.recommend_videos")
+            conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean)")
+            conn.execute("DROP FUNCTION IF EXISTS public.twotower_mute(text, text, boolean, text)")
+            dropped.append("functions public.recommend_videos, public.twotower_mute")
         conn.execute("DROP SCHEMA twotower CASCADE")  # first: its views read the demo tables
         dropped.insert(0, "schema twotower")
         if "demo_tables" in made:

@@ -3,7 +3,8 @@
 User vector: [8 standardised numerics] + [average like hour / 23] + [tag BOW of liked videos, L2]
              + [performer BOW of liked videos, L2]
 Item vector: [3 standardised numerics: price, recency_days, duration_seconds] + [tag BOW, L2]
-             + [performer BOW, L2]
+             + [performer BOW, L2] + the optional seed inputs `artifacts.item_inputs` names
+             (genre one-hot, maker one-hot, TF-IDF of title + description: features_content.py)
 
 Missing values, explicitly: a missing numeric (no price, no release date, a user with no likes
 so no mean price or last like) takes the training mean, i.e. 0 after scaling; like_ratio is 0.5
@@ -26,6 +27,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
+
+from twotower.features_content import ITEM_INPUTS, fit_text, item_text, l2_rows, one_hot, text_matrix
 
 USER_NUMERIC = ["account_age_days", "mean_price", "median_price", "like_count", "nope_count",
                 "decision_count", "like_ratio", "recent_like_days"]
@@ -63,11 +66,8 @@ def _vocab(counts: pl.DataFrame, max_size: int, min_freq: int) -> list[str]:
             .head(max_size)["term"].to_list())
 
 
-def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
-    m = m.tocsr().astype(np.float64)
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.csr_matrix(sp.diags(inv) @ m)
+def _col(v: pl.DataFrame, name: str) -> pl.Series:
+    return v[name] if name in v.columns else pl.Series(name, [None] * v.height, dtype=pl.Utf8)
 
 
 def _days(later: pl.Expr, earlier: pl.Expr) -> pl.Expr:
@@ -83,6 +83,11 @@ class FeaturePipeline:
     release_reference: str  # ISO time: recency_days = reference - product_released_at
     reference_time: str  # ISO time: end of the training window (as_of for training features)
     max_history: int = 200
+    # Optional item inputs (empty = off; a checkpoint from before they existed loads as off).
+    genre_vocab: list[str] = field(default_factory=list)
+    maker_vocab: list[str] = field(default_factory=list)
+    text_vocab: list[str] = field(default_factory=list)
+    text_idf: list[float] = field(default_factory=list)
     _index: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ shapes and schema
@@ -100,13 +105,16 @@ class FeaturePipeline:
 
     @property
     def item_feature_dim(self) -> int:
-        return len(ITEM_NUMERIC) + self.n_tags + self.n_performers
+        return (len(ITEM_NUMERIC) + self.n_tags + self.n_performers + len(self.genre_vocab)
+                + len(self.maker_vocab) + len(self.text_vocab))
 
     def schema(self) -> dict[str, Any]:
         """Machine-readable layout: enough to rebuild the vectors in another language."""
         def blocks(parts):
             out, off = [], 0
             for name, length, kind, extra in parts:
+                if length == 0 and name in ("genre", "maker", "text"):
+                    continue  # an optional input that is off
                 out.append({"name": name, "offset": off, "length": length, "kind": kind, **extra})
                 off += length
             return out, off
@@ -125,6 +133,12 @@ class FeaturePipeline:
               "missing": "training mean (0 after scaling)"}),
             ("tags", self.n_tags, "bag_of_words_l2", {"vocab": "vocab_tag.json"}),
             ("performers", self.n_performers, "bag_of_words_l2", {"vocab": "vocab_actress.json"}),
+            ("genre", len(self.genre_vocab), "one_hot", {"vocab": self.genre_vocab}),
+            ("maker", len(self.maker_vocab), "one_hot", {"vocab": self.maker_vocab}),
+            ("text", len(self.text_vocab), "tfidf_l2",
+             {"vocab": self.text_vocab, "idf": self.text_idf, "source": "title + ' ' + description",
+              "tokens": "lower-cased runs of >= 2 letters/digits; CJK runs as character bigrams",
+              "tf": "1 + ln(count)"}),
         ])
         return {"user": {"dim": u_dim, "blocks": u_blocks}, "item": {"dim": i_dim, "blocks": i_blocks},
                 "release_reference": self.release_reference, "reference_time": self.reference_time,
@@ -158,8 +172,13 @@ class FeaturePipeline:
     def fit(cls, videos: pl.DataFrame, tags: pl.DataFrame, performers: pl.DataFrame,
             profiles: pl.DataFrame, decisions: pl.DataFrame, *, max_tag_vocab: int = 512,
             min_tag_freq: int = 3, max_actress_vocab: int = 256, min_actress_freq: int = 2,
-            max_history: int = 200) -> FeaturePipeline:
+            max_history: int = 200, item_inputs: tuple[str, ...] | list[str] = (),
+            max_genre_vocab: int = 64, max_maker_vocab: int = 256, min_maker_freq: int = 2,
+            max_text_vocab: int = 2000, min_text_freq: int = 2) -> FeaturePipeline:
         """Fit vocabularies and scalers. `decisions` is the training window only."""
+        unknown = sorted(set(item_inputs) - set(ITEM_INPUTS))
+        if unknown:
+            raise ValueError(f"artifacts.item_inputs: unknown {unknown}; choose from {list(ITEM_INPUTS)}")
         tag_vocab = _vocab(tags.group_by(pl.col("tag_name").alias("term")).len("n"),
                            max_tag_vocab, min_tag_freq)
         perf_vocab = _vocab(performers.group_by(pl.col("performer_name").alias("term")).len("n"),
@@ -171,6 +190,14 @@ class FeaturePipeline:
         item_scaler = Scaler.fit(ITEM_NUMERIC, raw_items)
         stub = cls(tag_vocab, perf_vocab, item_scaler, Scaler(USER_NUMERIC, [0.0] * 8, [1.0] * 8),
                    release_ref.isoformat(), ref.isoformat(), max_history)
+        if "genre" in item_inputs:
+            stub.genre_vocab = _vocab(videos.group_by(pl.col("genre").alias("term")).len("n")
+                                      .drop_nulls("term"), max_genre_vocab, 1)
+        if "maker" in item_inputs:
+            stub.maker_vocab = _vocab(videos.group_by(pl.col("maker").alias("term")).len("n")
+                                      .drop_nulls("term"), max_maker_vocab, min_maker_freq)
+        if "text" in item_inputs:
+            stub.text_vocab, stub.text_idf = fit_text(videos, max_text_vocab, min_text_freq)
         users = pl.concat([profiles.select("user_id"), decisions.select("user_id")]).unique()
         raw_users, _ = stub._user_raw(users["user_id"], profiles, decisions, videos, ref)
         active = np.asarray(raw_users[:, USER_NUMERIC.index("decision_count")] > 0)
@@ -187,7 +214,11 @@ class FeaturePipeline:
         num = sp.csr_matrix(self.item_scaler.transform(raw))
         tag_bow = self._bag(order.rename({"id": "video_id"}), tags, "tag_name", "tag")
         perf_bow = self._bag(order.rename({"id": "video_id"}), performers, "performer_name", "performer")
-        return sp.hstack([num, _l2_rows(tag_bow), _l2_rows(perf_bow)], format="csr", dtype=np.float32)
+        docs = v.select(pl.col("_i"), item_text(v).alias("text"))
+        return sp.hstack([num, l2_rows(tag_bow), l2_rows(perf_bow),
+                          one_hot(_col(v, "genre"), self.genre_vocab), one_hot(_col(v, "maker"), self.maker_vocab),
+                          text_matrix(docs, self.text_vocab, self.text_idf, len(item_ids))],
+                         format="csr", dtype=np.float32)
 
     def _bag(self, order: pl.DataFrame, terms: pl.DataFrame, col: str, kind: str) -> sp.csr_matrix:
         n_terms = self.n_tags if kind == "tag" else self.n_performers
@@ -204,8 +235,15 @@ class FeaturePipeline:
                          (ref - rel).total_seconds() / 86400 if rel else np.nan,
                          _num(j.get("duration_seconds"))]])
         num = self.item_scaler.transform(raw)[0]
+        one = pl.DataFrame({"_i": [0], "title": [j.get("title")], "description": [j.get("description")],
+                            "genre": [j.get("genre")], "maker": [j.get("maker")]},
+                           schema={"_i": pl.Int64, "title": pl.Utf8, "description": pl.Utf8,
+                                   "genre": pl.Utf8, "maker": pl.Utf8})
+        extra = sp.hstack([one_hot(one["genre"], self.genre_vocab), one_hot(one["maker"], self.maker_vocab),
+                           text_matrix(one.select("_i", item_text(one).alias("text")), self.text_vocab,
+                                       self.text_idf, 1)], format="csr").toarray()[0]
         return np.concatenate([num, self._bow_from_list(j.get("tags") or [], "tag"),
-                               self._bow_from_list(j.get("performers") or [], "performer")]).astype(np.float32)
+                               self._bow_from_list(j.get("performers") or [], "performer"), extra]).astype(np.float32)
 
     def _bow_from_list(self, terms, kind: str) -> np.ndarray:
         idx = self._term_index(kind)
@@ -266,7 +304,7 @@ class FeaturePipeline:
             c = j.group_by("_u", "_t").len()
             m = sp.csr_matrix((c["len"].to_numpy().astype(np.float64),
                                (c["_u"].to_numpy(), c["_t"].to_numpy())), shape=(len(user_ids), n_terms))
-            bows.append(_l2_rows(m))
+            bows.append(l2_rows(m))
         return sp.hstack([num, *bows], format="csr", dtype=np.float32)
 
     def user_vector_from_json(self, j: dict[str, Any], as_of: datetime | None = None) -> np.ndarray:

@@ -101,13 +101,22 @@ def auc_per_user(users: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> f
 def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None,
           row_offset: int = 0) -> np.ndarray:
     """Indices of the k best items per row, best first; `exclude` rows (offset by row_offset)
-    are masked to -inf first. Returns -1 where fewer than k items are rankable."""
+    are masked to -inf first. Returns -1 where fewer than k items are rankable.
+
+    Ties are broken by item index (lower first), on every CPU: numpy's argpartition orders
+    equal scores differently with and without AVX-512, and a baseline with many ties (a
+    constant, a user with no profile) would score differently from one machine to the next."""
     scores = np.array(scores, dtype=np.float32, copy=True)
+    scores[np.isnan(scores)] = -np.inf
     if exclude is not None:
         block = exclude[row_offset: row_offset + scores.shape[0]].tocoo()
         scores[block.row, block.col] = -np.inf
     k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    neg = -scores
+    kth = np.partition(neg, k - 1, axis=1)[:, k - 1: k]  # minus the k-th best score of each row
+    better, tied = neg < kth, neg == kth
+    take = better | (tied & (np.cumsum(tied, axis=1) <= k - better.sum(axis=1, keepdims=True)))
+    part = np.nonzero(take)[1].reshape(scores.shape[0], k)  # exactly k per row, ascending index
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")
     top = np.take_along_axis(part, order, axis=1)

@@ -15,7 +15,7 @@ COPY_CHUNK_ROWS = 500_000
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "profiles": {"user_id": pl.Utf8, "display_name": pl.Utf8, "created_at": pl.Datetime("us", "UTC"),
                  "age_range": pl.Utf8, "region": pl.Utf8},
-    "videos": {"id": pl.Utf8, "title": pl.Utf8, "genre": pl.Utf8, "maker": pl.Utf8,
+    "videos": {"id": pl.Utf8, "title": pl.Utf8, "description": pl.Utf8, "genre": pl.Utf8, "maker": pl.Utf8,
                "price": pl.Float64, "duration_seconds": pl.Int64,
                "product_released_at": pl.Datetime("us", "UTC"),
                "created_at": pl.Datetime("us", "UTC"), "updated_at": pl.Datetime("us", "UTC")},

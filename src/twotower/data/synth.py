@@ -56,12 +56,33 @@ class SynthSpec:
 
 
 @dataclass
+class Truth:
+    """The hidden world behind the data, for a simulator to answer cards with (no model reads it):
+    rows in the order of the profiles and videos frames."""
+
+    user_vec: np.ndarray  # (U, LATENT) tastes
+    video_vec: np.ndarray  # (V, LATENT)
+    price: np.ndarray  # (V,)
+    price_tol: np.ndarray  # (U,)
+    pickiness: np.ndarray  # (U,)
+    like_scale: float
+    cold_video: np.ndarray  # (V,) bool: released in the last days, never shown in the logs
+
+    def like_logit(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The like logit of generate() before its noise (N(0, 0.6) is added per answer)."""
+        fit = np.einsum("ij,ij->i", self.user_vec[u], self.video_vec[v])
+        pen = np.clip(np.log(self.price[v] / self.price_tol[u]), 0, None)
+        return self.like_scale * fit - 1.2 * pen - self.pickiness[u] - 1.4
+
+
+@dataclass
 class SynthData:
     profiles: pl.DataFrame
     videos: pl.DataFrame
     tags: pl.DataFrame
     performers: pl.DataFrame
     decisions: pl.DataFrame
+    truth: Truth | None = None
 
 
 def _before_epoch(us: np.ndarray) -> pl.Series:
@@ -226,7 +247,8 @@ def generate(spec: SynthSpec) -> SynthData:
         "decision_type": pl.Series(np.where(like, "like", "nope")),
         "created_at": created,
     })
-    return SynthData(profiles, videos, tags, performers, decisions)
+    truth = Truth(user_vec, video_vec, price, price_tol, pickiness, spec.like_scale, cold_video)
+    return SynthData(profiles, videos, tags, performers, decisions, truth)
 
 
 def load(conn: psycopg.Connection, data: SynthData, replace: bool = False) -> dict[str, int]:

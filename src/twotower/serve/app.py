@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from twotower.config import Config, Settings, load_config
 from twotower.errors import TwotowerError
-from twotower.serve import dashboard, routes
+from twotower.serve import dashboard, routes, routes_deck
 from twotower.serve.auth import Authenticator
 from twotower.serve.edge import EdgeError, problem, validation_problem
 from twotower.serve.hotpath import RecommendationsHotPath
@@ -142,7 +142,7 @@ class Service(FastAPI):
             return self.openapi_schema
         doc = super().openapi()
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        for m in routes.BODY_MODELS:
+        for m in (*routes.BODY_MODELS, *routes_deck.BODY_MODELS):
             s = m.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(s.pop("$defs", {}))
             schemas[m.__name__] = s
@@ -207,7 +207,8 @@ def create_app(settings: Settings | None = None, cfg: Config | None = None, hot_
     app.state.auth = auth
     app.state.metrics = Metrics()
     app.state.started_at = time.monotonic()
-    for r in (routes.recommendations, routes.users, routes.decisions, routes.health, dashboard.router):
+    for r in (routes.recommendations, routes.users, routes_deck.mutes, routes.decisions, routes.health,
+              dashboard.router):
         app.include_router(r)
     _offline_docs(app)
 

@@ -43,7 +43,8 @@ class RecommendationsHotPath:
         except edge.EdgeError as e:
             return await _send(send, e.status, e.body(), e.headers)
         try:
-            r = await recommend(fastapi_app.state.service, req.user_id, req.limit, req.exclude_decided)
+            r = await recommend(fastapi_app.state.service, req.user_id, req.limit, req.exclude_decided,
+                                req.exclude_impressions, req.deck_id)
         except Exception:  # as the app's own handler: logged, and one line to the client
             log.exception("unhandled error")
             return await _send(send, 500, edge.problem("internal error"))

@@ -1,12 +1,15 @@
 """The recommendation path: the user vector (stored when fresh, else SQL feature function +
-ONNX user tower), candidates from the version's HNSW index with decided videos skipped, a fill
-when the filter leaves the list short, reasons, and the cold-start / fallback paths."""
+ONNX user tower), candidates from the version's HNSW index with decided videos and the deck
+filter skipped (impressions within the TTL, the deck's cards, mutes), a fill when the filter
+leaves the list short (popular, then the oldest impressions), reasons, and the cold-start /
+fallback paths."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
@@ -39,22 +42,39 @@ async def store_user_vector(conn: psycopg.AsyncConnection, version: str, user_id
                        (version, user_id, vec.astype(np.float32)))
 
 
-async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool) -> dict:
+@dataclass(frozen=True)
+class Ask:
+    """One request's deck: who, how many, and what to keep out."""
+
+    user_id: str
+    limit: int
+    exclude: bool = True  # decided videos
+    impressions: bool = True  # cards served within the TTL
+    deck_id: str | None = None  # continue this deck: none of its cards again
+
+    def params(self, state: ServiceState) -> dict:
+        return {"user_id": self.user_id, "imp": self.impressions, "deck": self.deck_id,
+                "pending": state.pending_impressions(self.user_id, self.impressions, self.deck_id)}
+
+
+async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool, impressions: bool = True,
+                    deck_id: str | None = None) -> dict:
     """The response body as a plain dict: the route sends it as JSON without re-validating it."""
     t0 = time.perf_counter()
     if not state.db_ok:
         return fallback(state, user_id, limit, t0)
     version = state.assign(user_id)
+    ask = Ask(user_id, limit, exclude, impressions, deck_id)
     try:
-        return await state.run(lambda conn: _recommend(state, conn, user_id, version, limit, exclude, t0))
+        return await state.run(lambda conn: _recommend(state, conn, ask, version, t0))
     except DB_DOWN:  # after one retry on a fresh connection: the database is really gone
         return fallback(state, user_id, limit, t0)
 
 
-async def _recommend(state: ServiceState, conn, user_id: str, version: str | None, limit: int, exclude: bool,
-                     t0: float) -> dict:
+async def _recommend(state: ServiceState, conn, ask: Ask, version: str | None, t0: float) -> dict:
+    user_id, limit, exclude = ask.user_id, ask.limit, ask.exclude
     if version is None:
-        return await _popular(state, conn, user_id, limit, exclude, "cold_start", None, t0)
+        return await _popular(state, conn, ask, "cold_start", None, t0)
     art = state.models[version]
     e = state.cfg.embedding
     wide = limit > e.ef_search and state.iterative  # (over-fetching sets its own ef_search)
@@ -62,23 +82,23 @@ async def _recommend(state: ServiceState, conn, user_id: str, version: str | Non
         if wide:  # transaction-local, so it never reaches the pool's next user
             await conn.execute(*search_settings(limit, e.max_scan_tuples, True))
         # The common case, one round trip: the stored vector is fresh.
-        rows = await _search(conn, art, user_id, None, limit, exclude, state.iterative)
+        rows = await _search(conn, art, ask, ask.params(state), None, state.iterative)
         if not rows:
             cur = await conn.execute(sql("serve_user_state"), {"version": version, "user_id": user_id})
             emb, fresh, has_decisions = await cur.fetchone()
             if not has_decisions:
-                return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
+                return await _popular(state, conn, ask, "cold_start", version, t0)
             q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
             if q is None or not q.any():  # nothing the model knows of this user (as recommend_videos)
-                return await _popular(state, conn, user_id, limit, exclude, "cold_start", version, t0)
-            rows = await _search(conn, art, user_id, q, limit, exclude, state.iterative)
+                return await _popular(state, conn, ask, "cold_start", version, t0)
+            rows = await _search(conn, art, ask, ask.params(state), q, state.iterative)
     liked = rows.pop()[2] or []  # the last row carries the user's recent likes
     ids = [r[0] for r in rows]
     reasons = state.reasons.explain(liked, ids)
     items = [{"video_id": v, "score": s, "reasons": why} for (v, s, _), why in zip(rows, reasons, strict=True)]
-    if len(items) < limit:  # the filter left the list short: fill with popular undecided
-        items += await _fill(state, conn, user_id, limit - len(items), set(ids), exclude, ["popular"])
-    state.record(user_id, version, "two_tower", [i["video_id"] for i in items])
+    if len(items) < limit:  # the filter left the list short: fill with popular videos the deck allows
+        items += await _fill(state, conn, ask, limit - len(items), set(ids), ["popular"])
+    state.record(user_id, version, "two_tower", [i["video_id"] for i in items], ask.deck_id)
     return _body(user_id, version, "two_tower", items, t0)
 
 
@@ -107,15 +127,16 @@ def _statement(version: str, dim: int, k: int, exclude: bool, stored: bool, exac
                                                    k=psql.Literal(k), exclude=skip, order=order).as_bytes(None)
 
 
-async def _search(conn, art: Artifacts, user_id: str, q: np.ndarray | None, limit: int,
-                  exclude: bool, iterative: bool = True) -> list[tuple]:
+async def _search(conn, art: Artifacts, ask: Ask, params: dict, q: np.ndarray | None,
+                  iterative: bool = True) -> list[tuple]:
     """Candidates then the likes row; q None: the stored vector if it is fresh (no rows otherwise).
     Without iterative scans (pgvector < 0.8) the filtered search over-fetches: ef_search and the
     LIMIT grow fourfold until `limit` undecided videos come back or OVERFETCH_MAX is reached."""
-    params: dict = {"user_id": user_id}
+    limit, exclude = ask.limit, ask.exclude
+    params = dict(params)
     if q is not None:
         params["q"] = q.astype(np.float32)
-    if iterative or not exclude:
+    if iterative:
         stmt = _statement(art.version, art.dim, limit, exclude, q is None, False)
         rows = await (await conn.execute(stmt, params, binary=True)).fetchall()  # binary: no text parsing
     else:
@@ -130,29 +151,30 @@ async def _search(conn, art: Artifacts, user_id: str, q: np.ndarray | None, limi
                 break
         if len(rows) - 1 > limit:
             rows = rows[:limit] + rows[-1:]  # the best `limit`, then the likes row
-    if rows and len(rows) - 1 < limit and exclude:
-        # Still short after the bounded scan: exact search over the undecided videos.
+    if rows and len(rows) - 1 < limit:
+        # Still short after the bounded scan: exact search over what the deck allows.
         stmt = _statement(art.version, art.dim, limit, exclude, q is None, True)
         rows = await (await conn.execute(stmt, params, binary=True)).fetchall()
     return rows
 
 
-async def _decided(conn, user_id: str) -> set[str]:
-    rows = await (await conn.execute(sql("serve_decided"), {"user_id": user_id})).fetchall()
-    return {r[0] for r in rows}
+async def _fill(state: ServiceState, conn, ask: Ask, n: int, taken: set[str], reasons: list[str]) -> list[dict]:
+    """Popular videos the deck allows, then (nothing else left) the oldest impressions."""
+    params = ask.params(state) | {"decided": ask.exclude, "candidates": [v for v, _ in state.popular]}
+    skip = taken | {r[0] for r in await (await conn.execute(sql("serve_decided"), params)).fetchall()}
+    items = [{"video_id": v, "score": s, "reasons": reasons} for v, s in state.popular if v not in skip][:n]
+    if len(items) < n:
+        have = list(taken | {i["video_id"] for i in items})
+        rows = await (await conn.execute(sql("serve_seen"), {"user_id": ask.user_id, "deck": ask.deck_id,
+                                                             "taken": have, "n": n - len(items)})).fetchall()
+        items += [{"video_id": r[0], "score": 0.0, "reasons": ["seen before"]} for r in rows]
+    return items
 
 
-async def _fill(state: ServiceState, conn, user_id: str, n: int, taken: set[str], exclude: bool,
-                reasons: list[str]) -> list[dict]:
-    skip = taken | (await _decided(conn, user_id) if exclude else set())
-    return [{"video_id": v, "score": s, "reasons": reasons} for v, s in state.popular if v not in skip][:n]
-
-
-async def _popular(state: ServiceState, conn, user_id: str, limit: int, exclude: bool, source: str,
-                   version: str | None, t0: float) -> dict:
-    items = await _fill(state, conn, user_id, limit, set(), exclude, ["popular and recent"])
-    state.record(user_id, version, source, [i["video_id"] for i in items])
-    return _body(user_id, None, source, items, t0)
+async def _popular(state: ServiceState, conn, ask: Ask, source: str, version: str | None, t0: float) -> dict:
+    items = await _fill(state, conn, ask, ask.limit, set(), ["popular and recent"])
+    state.record(ask.user_id, version, source, [i["video_id"] for i in items], ask.deck_id)
+    return _body(ask.user_id, None, source, items, t0)
 
 
 def fallback(state: ServiceState, user_id: str, limit: int, t0: float) -> dict:

@@ -79,7 +79,8 @@ async def post_recommendations(state: StateDep, who: PrincipalDep, request: Requ
     unreachable, the answer is the cached popular list (`source: fallback`), never an error."""
     # Requests normally go to serve/hotpath.py, which does the same without FastAPI's layers.
     who.require(body.user_id)
-    r = await recommend(state, body.user_id, body.limit, body.exclude_decided)
+    r = await recommend(state, body.user_id, body.limit, body.exclude_decided, body.exclude_impressions,
+                          body.deck_id)
     request.state.source = r["source"]
     # Built by our own code in the documented shape (RecommendationResponse; a test validates it):
     # sent as is, without a second validation pass, which cost more than the search.

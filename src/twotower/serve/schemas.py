@@ -40,6 +40,8 @@ class RecommendationRequest(Strict):
     user_id: Id
     limit: int = Field(20, ge=1, le=100)
     exclude_decided: bool = True
+    exclude_impressions: bool = True  # skip cards served within serving.impression_ttl_seconds
+    deck_id: Id | None = None  # continue this deck: none of its cards again, whatever the TTL
 
 
 class Item(BaseModel):
@@ -70,6 +72,16 @@ class DecisionResponse(BaseModel):
     recorded_at: str
     embedding_refreshed: list[str]
     embedding_error: str | None = None  # the decision is saved; its embedding refresh was not
+
+
+class Mute(Strict):
+    kind: Literal["tag", "performer", "maker", "video"]
+    value: Id
+
+
+class MutesResponse(BaseModel):
+    user_id: str
+    mutes: list[Mute]
 
 
 class EmbeddingResponse(BaseModel):

@@ -48,6 +48,9 @@ class ServiceState:
     tasks: list[asyncio.Task] = field(default_factory=list)
     ops: list[tuple] = field(default_factory=list)  # ops_metrics.sql rows, for /metrics
     log_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # log writes vs account deletion
+    # Served lists still queued for the database, per user: the deck filter adds them to what the
+    # database knows, so the very next request of that user skips them too (in this process).
+    pending: dict[str, list[tuple]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -283,18 +286,38 @@ class ServiceState:
         log.info("reasons index: %d videos in %.1f s", self.reasons.videos, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ recommendation log
-    def record(self, user_id: str, version: str | None, source: str, video_ids: list[str]) -> None:
+    def record(self, user_id: str, version: str | None, source: str, video_ids: list[str],
+               deck_id: str | None = None) -> None:
+        """Queue a served list for recommendation_log and impressions (written within a second)."""
         if self.log_queue is not None:
+            item = (user_id, version, source, video_ids, datetime.now(UTC), deck_id)
             try:
-                self.log_queue.put_nowait((user_id, version, source, video_ids, datetime.now(UTC)))
+                self.log_queue.put_nowait(item)
             except asyncio.QueueFull:  # never block a request for the log
-                pass
+                return
+            self.pending.setdefault(user_id, []).append(item)
+
+    def pending_impressions(self, user_id: str, impressions: bool, deck_id: str | None) -> list[str]:
+        """The user's served cards not yet in the database that the deck filter must skip."""
+        items = self.pending.get(user_id)
+        if not items:
+            return []
+        return [v for it in items if impressions or (deck_id is not None and it[5] == deck_id) for v in it[3]]
+
+    def _written(self, items: list[tuple]) -> None:
+        for it in items:
+            left = [x for x in self.pending.get(it[0], []) if x is not it]
+            if left:
+                self.pending[it[0]] = left
+            else:
+                self.pending.pop(it[0], None)
 
     def forget_pending(self, user_id: str) -> None:
-        """Drop a user's served lists still queued for recommendation_log (account deletion)."""
+        """Drop a user's served lists still queued for the database (account deletion)."""
         kept = [x for x in self._drain() if x[0] != user_id]
         for x in kept:
             self.log_queue.put_nowait(x)
+        self.pending.pop(user_id, None)
 
     def _drain(self) -> list[tuple]:
         items = []
@@ -313,12 +336,24 @@ class ServiceState:
                     log.warning("could not write %d recommendation log rows: %s", len(items), e)
 
     async def _write_logs(self, items: list[tuple]) -> None:
-        if not items or not self.db_ok:
-            return
+        try:
+            if items and self.db_ok:
+                await self._copy_logs(items)
+        finally:  # written or lost: either way no longer pending in memory
+            self._written(items)
+
+    async def _copy_logs(self, items: list[tuple]) -> None:
         async with self.log_lock, self.pool.connection() as conn, conn.cursor() as cur:
-            async with cur.copy("COPY recommendation_log (user_id, model_version, source, video_ids, served_at) FROM STDIN") as cp:
-                for row in items:
-                    await cp.write_row((*row[:3], text_array(row[3]), row[4]))  # off the request path
+            async with conn.transaction():
+                async with cur.copy("COPY recommendation_log (user_id, model_version, source, video_ids, served_at) "
+                                    "FROM STDIN") as cp:
+                    for row in items:
+                        await cp.write_row((*row[:3], text_array(row[3]), row[4]))  # off the request path
+                flat = [(row[0], v, row[4], row[5]) for row in items for v in row[3]]
+                if flat:
+                    users, videos, times, decks = (list(c) for c in zip(*flat, strict=True))
+                    await cur.execute(sql("serve_impressions"),
+                                      {"users": users, "videos": videos, "times": times, "decks": decks})
 
 
 def text_array(values: list[str]) -> str:

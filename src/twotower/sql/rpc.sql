@@ -53,6 +53,7 @@ RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = twotower, p
 SELECT jsonb_build_object(
     'video_id', v.id, 'price', v.price, 'duration_seconds', v.duration_seconds,
     'product_released_at', v.product_released_at, 'genre', v.genre, 'maker', v.maker,
+    'title', v.title, 'description', v.description,
     'updated_at', v.updated_at,
     'tags', coalesce((SELECT jsonb_agg(tag_name ORDER BY tag_name) FROM src_video_tags WHERE video_key = v.video_key), '[]'::jsonb),
     'performers', coalesce((SELECT jsonb_agg(performer_name ORDER BY performer_name) FROM src_video_performers WHERE video_key = v.video_key), '[]'::jsonb))
@@ -106,6 +107,52 @@ FROM src_videos v CROSS JOIN ref LEFT JOIN pop p ON p.video_id = v.id
 ORDER BY 2 DESC, 1 LIMIT p_n
 $$;
 
+-- The deck's filter for one user (every path uses it): the videos kept out of their decks (cards
+-- served within the impression TTL and not answered, unless p_exclude_impressions is false; the
+-- cards of p_deck_id whenever given; muted videos) and the tags, performers and makers they muted.
+CREATE OR REPLACE FUNCTION twotower.deck_hidden(p_user_id text, p_exclude_impressions boolean DEFAULT true,
+                                                p_deck_id text DEFAULT NULL,
+                                                OUT ids text[], OUT muted_ids text[], OUT tags text[],
+                                                OUT performers text[], OUT makers text[], OUT n_mutes integer)
+LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+SELECT ARRAY(SELECT i.video_id FROM impressions i
+             WHERE i.user_id = p_user_id
+               AND ((p_exclude_impressions AND i.last_served_at > now() - make_interval(secs =>
+                        coalesce((SELECT value::float8 FROM settings WHERE key = 'impression_ttl_seconds'), 86400)))
+                    OR i.deck_id = p_deck_id)
+             UNION ALL SELECT m.value FROM user_mutes m WHERE m.user_id = p_user_id AND m.kind = 'video'),
+       coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'video'), '{}'),
+       coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'tag'), '{}'),
+       coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'performer'), '{}'),
+       coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'maker'), '{}'),
+       count(*) FILTER (WHERE m.kind <> 'video')::integer
+FROM user_mutes m WHERE m.user_id = p_user_id
+$$;
+
+-- Whether a video carries a muted tag, performer or maker. Callers test n_mutes first, so a
+-- user without mutes (nearly everyone) never pays for the probes.
+CREATE OR REPLACE FUNCTION twotower.is_muted(p_video_id text, p_tags text[], p_performers text[], p_makers text[])
+RETURNS boolean LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+SELECT (cardinality(p_tags) > 0 AND EXISTS (SELECT 1 FROM src_video_tags t WHERE t.video_key = twotower.video_key(p_video_id)
+                                             AND t.tag_name = ANY (p_tags)))
+    OR (cardinality(p_performers) > 0 AND EXISTS (SELECT 1 FROM src_video_performers p
+                                                  WHERE p.video_key = twotower.video_key(p_video_id)
+                                                    AND p.performer_name = ANY (p_performers)))
+    OR (cardinality(p_makers) > 0 AND EXISTS (SELECT 1 FROM src_videos v WHERE v.video_key = twotower.video_key(p_video_id)
+                                              AND v.maker = ANY (p_makers)))
+$$;
+
+-- Remember a served deck (upsert: the count of times served grows, the deck id is the latest).
+CREATE OR REPLACE FUNCTION twotower.remember_impressions(p_user_id text, p_video_ids text[], p_deck_id text DEFAULT NULL,
+                                                         p_at timestamptz DEFAULT now())
+RETURNS void LANGUAGE sql VOLATILE SET search_path = twotower, pg_catalog AS $$
+INSERT INTO impressions AS i (user_id, video_id, first_served_at, last_served_at, deck_id)
+SELECT p_user_id, v, p_at, p_at, p_deck_id FROM unnest(p_video_ids) AS v GROUP BY v
+ON CONFLICT (user_id, video_id) DO UPDATE
+SET last_served_at = greatest(i.last_served_at, excluded.last_served_at), times_served = i.times_served + 1,
+    deck_id = coalesce(excluded.deck_id, i.deck_id)
+$$;
+
 -- Recompute popular_cache when it is older than p_age (one caller at a time; the others serve the
 -- list they have).
 CREATE OR REPLACE FUNCTION twotower.refresh_popular(p_age interval)
@@ -151,6 +198,12 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
 SELECT 'search_' || substr(encode(sha256(convert_to(p_version, 'UTF8')), 'hex'), 1, 16)
 $$;
 
+-- The search functions' argument types (before the deck filter: vector, text, integer).
+CREATE OR REPLACE FUNCTION twotower.search_function_args()
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
+SELECT 'vector, text, integer, text[], text[], text[], text[], integer'
+$$;
+
 DROP FUNCTION IF EXISTS twotower.ensure_search_function(text);
 CREATE OR REPLACE FUNCTION twotower.ensure_search_function(p_version text, p_dim integer)
 RETURNS text LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
@@ -165,8 +218,10 @@ BEGIN
         PERFORM drop_search_function(p_version);  -- no iterative scans: recommend over-fetches instead
         RETURN NULL;
     END IF;
+    EXECUTE format('DROP FUNCTION IF EXISTS twotower.%I(vector, text, integer)', fname);  -- before the deck filter
     EXECUTE format($f$
-        CREATE OR REPLACE FUNCTION twotower.%1$I(p_q vector, p_user_id text, p_k integer)
+        CREATE OR REPLACE FUNCTION twotower.%1$I(p_q vector, p_user_id text, p_k integer, p_hidden text[],
+                                                 p_tags text[], p_performers text[], p_makers text[], p_n_mutes integer)
         RETURNS TABLE (video_id text, dist double precision)
         LANGUAGE plpgsql STABLE SET search_path = twotower, extensions, public, pg_catalog
         SET plan_cache_mode = force_generic_plan AS $body$
@@ -178,13 +233,15 @@ BEGIN
             WHERE e.model_version = %3$L
               AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)
                               AND d.video_key = twotower.video_key(e.video_id))
+              AND NOT (e.video_id = ANY (p_hidden))
+              AND (p_n_mutes = 0 OR NOT twotower.is_muted(e.video_id, p_tags, p_performers, p_makers))
             ORDER BY e.embedding::vector(%2$s) <#> p_q::vector(%2$s)
             LIMIT p_k;
         END
         $body$$f$, fname, dim, p_version);
-    EXECUTE format('REVOKE ALL ON FUNCTION twotower.%I(vector, text, integer) FROM PUBLIC', fname);
+    EXECUTE format('REVOKE ALL ON FUNCTION twotower.%I(%s) FROM PUBLIC', fname, search_function_args());
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-        EXECUTE format('GRANT EXECUTE ON FUNCTION twotower.%I(vector, text, integer) TO service_role', fname);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION twotower.%I(%s) TO service_role', fname, search_function_args());
     END IF;
     RETURN fname;
 END
@@ -194,6 +251,7 @@ CREATE OR REPLACE FUNCTION twotower.drop_search_function(p_version text)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
 BEGIN
     EXECUTE format('DROP FUNCTION IF EXISTS twotower.%I(vector, text, integer)', search_function_name(p_version));
+    EXECUTE format('DROP FUNCTION IF EXISTS twotower.%I(%s)', search_function_name(p_version), search_function_args());
 END
 $fn$;
 
@@ -208,21 +266,27 @@ END $$;
 
 -- One user's list: the arm, the user vector (summed in SQL, or stored), the filtered HNSW search
 -- (iterative scan; over-fetching before pgvector 0.8), the exact and the popular fills, the
--- cold-start list, reasons, and the served list in recommendation_log. Dynamic SQL because each
--- version has its own partial HNSW index over embedding::vector(D), which the statement must
--- name with the version and dimension as literals; the ORDER BY is the distance expression
--- itself, never an alias (supabase#18046: an alias defeats the index). A caller that built the
--- user vector itself (the Edge Function: user_content.onnx or user_tower.onnx) passes it with its
--- version; the rest of the path is the same.
+-- cold-start list, reasons, and the served list in recommendation_log and impressions. The deck
+-- filter (deck_hidden) keeps out decided videos, cards served within the impression TTL (unless
+-- p_exclude_impressions is false), the cards of p_deck_id and everything the user muted; when
+-- nothing else is left the oldest impressions come back. Dynamic SQL because each version has its
+-- own partial HNSW index over embedding::vector(D), which the statement must name with the
+-- version and dimension as literals; the ORDER BY is the distance expression itself, never an
+-- alias (supabase#18046: an alias defeats the index). A caller that built the user vector itself
+-- (the Edge Function: user_content.onnx or user_tower.onnx) passes it with its version; the rest
+-- of the path is the same.
 DROP FUNCTION IF EXISTS twotower.recommend(text, integer);  -- before p_version, p_vector
+DROP FUNCTION IF EXISTS twotower.recommend(text, integer, text, vector);  -- before the deck filter
 CREATE OR REPLACE FUNCTION twotower.recommend(p_user_id text, p_limit integer, p_version text DEFAULT NULL,
-                                              p_vector vector DEFAULT NULL)
+                                              p_vector vector DEFAULT NULL, p_exclude_impressions boolean DEFAULT true,
+                                              p_deck_id text DEFAULT NULL)
 RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
 LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog
 SET plan_cache_mode = force_generic_plan AS $fn$
 #variable_conflict use_column
 DECLARE
     m record;
+    hid record;
     q vector;
     src text := 'two_tower';
     ids text[] := '{}';
@@ -238,6 +302,7 @@ BEGIN
        <= now() - interval '5 minutes' THEN
         PERFORM refresh_popular(interval '5 minutes');
     END IF;
+    SELECT * INTO hid FROM deck_hidden(p_user_id, coalesce(p_exclude_impressions, true), p_deck_id);
     IF p_vector IS NOT NULL THEN  -- the caller's own vector for its version
         SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
         FROM embedding_model_versions e WHERE e.version = p_version;
@@ -274,49 +339,42 @@ BEGIN
         q := NULL;
     END IF;
     IF q IS NULL THEN  -- no decisions (or no likes, or no vector yet): popular and recent
-        INSERT INTO recommendation_log (user_id, model_version, source, video_ids)
-        SELECT p_user_id, m.version, 'cold_start', coalesce(array_agg(p.video_id ORDER BY p.score DESC, p.video_id), '{}')
-        FROM (SELECT * FROM popular_cache pv
-              WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(pv.video_id))
-              ORDER BY pv.score DESC, pv.video_id LIMIT p_limit) p;
-        RETURN QUERY SELECT pv.video_id, pv.score, NULL::text, 'cold_start'::text, ARRAY['popular and recent']
-            FROM popular_cache pv
-            WHERE NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(pv.video_id))
-            ORDER BY pv.score DESC, pv.video_id LIMIT p_limit;
-        RETURN;
-    END IF;
+        src := 'cold_start';
+    ELSE
     search := format($q$
         SELECT coalesce(array_agg(c.video_id ORDER BY c.dist), '{}'), coalesce(array_agg(-c.dist ORDER BY c.dist), '{}')
         FROM (SELECT e.video_id, e.embedding::vector(%1$s) <#> $1::vector(%1$s) AS dist
               FROM video_embeddings e
               WHERE e.model_version = %2$L
                 AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key($2) AND d.video_key = twotower.video_key(e.video_id))
+                AND NOT (e.video_id = ANY ($4))
+                AND ($8 = 0 OR NOT twotower.is_muted(e.video_id, $5, $6, $7))
               ORDER BY %3$s
               LIMIT $3) c$q$, m.embedding_dim, m.version, '%s');
     -- The version's own search function (ensure_search_function; its name as search_function_name
     -- computes it, inline here), made only where pgvector has iterative scans.
     fname := 'search_' || substr(encode(sha256(convert_to(m.version, 'UTF8')), 'hex'), 1, 16);
-    IF to_regprocedure('twotower.' || fname || '(vector, text, integer)') IS NOT NULL THEN
+    IF to_regprocedure('twotower.' || fname || '(vector, text, integer, text[], text[], text[], text[], integer)') IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', greatest(40, p_limit)::text, true),
                 set_config('hnsw.iterative_scan', 'relaxed_order', true),
                 set_config('hnsw.max_scan_tuples', '20000', true);
         EXECUTE format('SELECT coalesce(array_agg(c.video_id ORDER BY c.dist), ''{}''), '
-                       'coalesce(array_agg(-c.dist ORDER BY c.dist), ''{}'') FROM twotower.%I($1, $2, $3) c', fname)
-            INTO ids, scores USING q, p_user_id, p_limit;
+                       'coalesce(array_agg(-c.dist ORDER BY c.dist), ''{}'') FROM twotower.%I($1, $2, $3, $4, $5, $6, $7, $8) c', fname)
+            INTO ids, scores USING q, p_user_id, p_limit, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
     ELSIF (SELECT string_to_array(extversion, '.')::int[] >= ARRAY[0, 8, 0] FROM pg_extension WHERE extname = 'vector') THEN
         -- embedded before search functions existed and `db init` not rerun since: planned per call
         PERFORM set_config('hnsw.ef_search', greatest(40, p_limit)::text, true),
                 set_config('hnsw.iterative_scan', 'relaxed_order', true),
                 set_config('hnsw.max_scan_tuples', '20000', true);
         EXECUTE format(search, format('e.embedding::vector(%1$s) <#> $1::vector(%1$s)', m.embedding_dim))
-            INTO ids, scores USING q, p_user_id, p_limit;
+            INTO ids, scores USING q, p_user_id, p_limit, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
     ELSE
         n := p_limit;
         LOOP  -- pgvector < 0.8: over-fetch, fourfold, up to the largest ef_search
             n := least(1000, greatest(n * 4, 40));
             PERFORM set_config('hnsw.ef_search', n::text, true);
             EXECUTE format(search, format('e.embedding::vector(%1$s) <#> $1::vector(%1$s)', m.embedding_dim))
-                INTO ids, scores USING q, p_user_id, n;
+                INTO ids, scores USING q, p_user_id, n, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
             EXIT WHEN cardinality(ids) >= p_limit OR n >= 1000;
         END LOOP;
         ids := ids[1:p_limit];
@@ -324,7 +382,8 @@ BEGIN
     END IF;
     IF cardinality(ids) < p_limit THEN  -- still short: an exact scan the index cannot serve
         EXECUTE format(search, format('(e.embedding::vector(%1$s) <#> $1::vector(%1$s)) + 0', m.embedding_dim))
-            INTO ids, scores USING q, p_user_id, p_limit;
+            INTO ids, scores USING q, p_user_id, p_limit, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
+    END IF;
     END IF;
     -- Reasons as reasons_for names them (inline: a function call pays for its SET), set-based: one
     -- join of the served videos' tags (performers) with those of the 200 latest likes, instead of
@@ -334,16 +393,28 @@ BEGIN
         SELECT d.video_key FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like'
         ORDER BY d.created_at DESC LIMIT 200
     ), found AS (
-        SELECT f.video_id, f.score, f.ord, src AS source FROM unnest(ids, scores) WITH ORDINALITY AS f(video_id, score, ord)
-    ), fill AS (  -- the filter left it short: popular undecided videos
-        SELECT pv.video_id, pv.score, cardinality(ids) + row_number() OVER (ORDER BY pv.score DESC, pv.video_id) AS ord,
-               src AS source
+        SELECT f.video_id, f.score, f.ord FROM unnest(ids, scores) WITH ORDINALITY AS f(video_id, score, ord)
+    ), fill AS (  -- the filter left it short (or a cold start): popular videos the deck allows
+        SELECT pv.video_id, pv.score, cardinality(ids) + row_number() OVER (ORDER BY pv.score DESC, pv.video_id) AS ord
         FROM popular_cache pv
-        WHERE cardinality(ids) < p_limit AND NOT (pv.video_id = ANY (ids))
+        WHERE cardinality(ids) < p_limit AND NOT (pv.video_id = ANY (ids)) AND NOT (pv.video_id = ANY (hid.ids))
           AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(pv.video_id))
+          AND (hid.n_mutes = 0 OR NOT twotower.is_muted(pv.video_id, hid.tags, hid.performers, hid.makers))
         ORDER BY pv.score DESC, pv.video_id LIMIT greatest(p_limit - cardinality(ids), 0)
-    ), served AS (
+    ), fresh AS (
         SELECT * FROM found UNION ALL SELECT * FROM fill
+    ), seen AS (  -- nothing else left: the oldest impressions (never a card of this deck)
+        SELECT i.video_id, 0::float8 AS score,
+               (SELECT count(*) FROM fresh) + row_number() OVER (ORDER BY i.last_served_at, i.video_id) AS ord
+        FROM impressions i
+        WHERE i.user_id = p_user_id AND (SELECT count(*) FROM fresh) < p_limit
+          AND (p_deck_id IS NULL OR i.deck_id IS DISTINCT FROM p_deck_id) AND NOT (i.video_id = ANY (hid.muted_ids))
+          AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.video_id = i.video_id)
+          AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(i.video_id))
+          AND (hid.n_mutes = 0 OR NOT twotower.is_muted(i.video_id, hid.tags, hid.performers, hid.makers))
+        ORDER BY i.last_served_at, i.video_id LIMIT p_limit
+    ), served AS (
+        SELECT * FROM fresh UNION ALL SELECT * FROM seen WHERE seen.ord <= p_limit
     ), tag_reasons AS (
         SELECT f.ord, (array_agg('tag:' || t.tag_name ORDER BY t.tag_name COLLATE "C"))[1:3] AS r
         FROM found f JOIN src_video_tags t ON t.video_key = twotower.video_key(f.video_id)
@@ -357,9 +428,17 @@ BEGIN
     ), logged AS (
         INSERT INTO recommendation_log (user_id, model_version, source, video_ids)
         SELECT p_user_id, m.version, src, coalesce(array_agg(s.video_id ORDER BY s.ord), '{}') FROM served s
+    ), remembered AS (
+        INSERT INTO impressions AS i (user_id, video_id, first_served_at, last_served_at, deck_id)
+        SELECT p_user_id, s.video_id, now(), now(), p_deck_id FROM served s
+        ON CONFLICT (user_id, video_id) DO UPDATE
+        SET last_served_at = greatest(i.last_served_at, excluded.last_served_at), times_served = i.times_served + 1,
+            deck_id = coalesce(excluded.deck_id, i.deck_id)
     )
-    SELECT s.video_id, s.score, m.version, s.source,
-           CASE WHEN s.ord > cardinality(ids) THEN ARRAY['popular']
+    SELECT s.video_id, s.score, CASE WHEN src = 'cold_start' THEN NULL ELSE m.version END, src,
+           CASE WHEN s.ord > (SELECT count(*) FROM fresh) THEN ARRAY['seen before']
+                WHEN src = 'cold_start' THEN ARRAY['popular and recent']
+                WHEN s.ord > cardinality(ids) THEN ARRAY['popular']
                 ELSE coalesce(tr.r, '{}') || coalesce(pr.r, '{}') END
     FROM served s LEFT JOIN tag_reasons tr ON tr.ord = s.ord LEFT JOIN performer_reasons pr ON pr.ord = s.ord
     ORDER BY s.ord;
@@ -369,7 +448,9 @@ $fn$;
 -- The public wrapper: the caller is auth.uid() (as text: ids are compared as text); a signed-in
 -- user may ask only for itself; the service role (or the owner) may name any p_user_id. `anon`
 -- may not execute it at all (its EXECUTE is revoked: PostgreSQL's permission denied).
-CREATE OR REPLACE FUNCTION public.recommend_videos(p_limit integer DEFAULT 20, p_user_id text DEFAULT NULL)
+DROP FUNCTION IF EXISTS public.recommend_videos(integer, text);  -- before the deck arguments
+CREATE OR REPLACE FUNCTION public.recommend_videos(p_limit integer DEFAULT 20, p_user_id text DEFAULT NULL,
+                                                   p_deck_id text DEFAULT NULL, p_exclude_impressions boolean DEFAULT true)
 RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, extensions, public, pg_catalog AS $fn$
 #variable_conflict use_column
@@ -385,26 +466,83 @@ BEGIN
         IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
             RAISE EXCEPTION 'a user may only ask for their own recommendations' USING ERRCODE = '42501';
         END IF;
-        RETURN QUERY SELECT * FROM twotower.recommend(sub, p_limit);
+        RETURN QUERY SELECT * FROM twotower.recommend(sub, p_limit, NULL, NULL, p_exclude_impressions, p_deck_id);
     ELSE
         IF coalesce(p_user_id, sub) IS NULL THEN
             RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
         END IF;
-        RETURN QUERY SELECT * FROM twotower.recommend(coalesce(p_user_id, sub), p_limit);
+        RETURN QUERY SELECT * FROM twotower.recommend(coalesce(p_user_id, sub), p_limit, NULL, NULL,
+                                                       p_exclude_impressions, p_deck_id);
     END IF;
 END
 $fn$;
 
-REVOKE ALL ON FUNCTION public.recommend_videos(integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.recommend_videos(integer, text, text, boolean) FROM PUBLIC;
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-        REVOKE ALL ON FUNCTION public.recommend_videos(integer, text) FROM anon;
+        REVOKE ALL ON FUNCTION public.recommend_videos(integer, text, text, boolean) FROM anon;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-        GRANT EXECUTE ON FUNCTION public.recommend_videos(integer, text) TO authenticated;
+        GRANT EXECUTE ON FUNCTION public.recommend_videos(integer, text, text, boolean) TO authenticated;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-        GRANT EXECUTE ON FUNCTION public.recommend_videos(integer, text) TO service_role;
+        GRANT EXECUTE ON FUNCTION public.recommend_videos(integer, text, text, boolean) TO service_role;
+    END IF;
+END $$;
+
+-- "Less of this" from supabase-js: supabase.rpc('twotower_mute', { p_kind: 'tag', p_value: 'horror' })
+-- mutes for the signed-in user (p_mute false unmutes); the service role names p_user_id. Returns
+-- the user's mutes after the change. `anon` may not execute it.
+CREATE OR REPLACE FUNCTION public.twotower_mute(p_kind text, p_value text, p_mute boolean DEFAULT true,
+                                                p_user_id text DEFAULT NULL)
+RETURNS TABLE (kind text, value text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, public, pg_catalog AS $fn$
+#variable_conflict use_column
+DECLARE
+    caller text := current_setting('role');
+    sub text := auth.jwt() ->> 'sub';
+    who text;
+BEGIN
+    IF caller IN ('authenticated', 'anon') THEN
+        IF sub IS NULL THEN
+            RAISE EXCEPTION 'no signed-in user: call twotower_mute with a user''s access token' USING ERRCODE = '42501';
+        END IF;
+        IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
+            RAISE EXCEPTION 'a user may only change their own mutes' USING ERRCODE = '42501';
+        END IF;
+        who := sub;
+    ELSE
+        who := coalesce(p_user_id, sub);
+        IF who IS NULL THEN
+            RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    IF p_kind IS NULL OR p_kind NOT IN ('tag', 'performer', 'maker', 'video') THEN
+        RAISE EXCEPTION 'p_kind must be tag, performer, maker or video, not %', p_kind USING ERRCODE = '22023';
+    END IF;
+    IF p_value IS NULL OR btrim(p_value) = '' OR length(p_value) > 128 THEN
+        RAISE EXCEPTION 'p_value must be a non-blank name of at most 128 characters' USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(p_mute, true) THEN
+        INSERT INTO user_mutes (user_id, kind, value) VALUES (who, p_kind, p_value) ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM user_mutes m WHERE m.user_id = who AND m.kind = p_kind AND m.value = p_value;
+    END IF;
+    RETURN QUERY SELECT m.kind, m.value FROM user_mutes m WHERE m.user_id = who ORDER BY m.kind, m.value;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION public.twotower_mute(text, text, boolean, text) FROM PUBLIC;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+        REVOKE ALL ON FUNCTION public.twotower_mute(text, text, boolean, text) FROM anon;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+        GRANT EXECUTE ON FUNCTION public.twotower_mute(text, text, boolean, text) TO authenticated;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+        GRANT EXECUTE ON FUNCTION public.twotower_mute(text, text, boolean, text) TO service_role;
     END IF;
 END $$;

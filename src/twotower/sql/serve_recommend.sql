@@ -1,4 +1,5 @@
--- Top-k for a user from the version's HNSW index, decided videos skipped (iterative scan; the
+-- Top-k for a user from the version's HNSW index, decided videos and the deck filter skipped
+-- (impressions within the TTL, the deck's cards, mutes; iterative scan; the
 -- hnsw.* settings come from the pool's configure), plus one last row (video_id NULL) carrying
 -- the user's 200 most recent likes, from which the service names the reasons in memory.
 -- Version, dimension and k are literals, so the statement is prepared once per connection with
@@ -8,10 +9,17 @@
 -- row at all means "not fresh": the caller computes the vector). {order} is the index's
 -- distance expression, or that expression plus zero for an exact scan the index cannot serve.
 WITH {prelude}
+h AS MATERIALIZED (  -- the deck filter (rpc.sql deck_hidden) plus the cards still queued for the database
+    SELECT ids || %(pending)s::text[] AS ids, tags, performers, makers, n_mutes
+    FROM twotower.deck_hidden(%(user_id)s, %(imp)s, %(deck)s)
+),
 c AS MATERIALIZED (
     SELECT e.video_id, e.embedding::vector({dim}) <#> {q} AS dist
     FROM video_embeddings e
     WHERE e.model_version = {version} AND {guard}{exclude}
+      AND NOT (e.video_id = ANY ((SELECT h.ids FROM h)::text[]))
+      AND ((SELECT h.n_mutes FROM h) = 0
+           OR NOT twotower.is_muted(e.video_id, (SELECT h.tags FROM h), (SELECT h.performers FROM h), (SELECT h.makers FROM h)))
     ORDER BY {order}
     LIMIT {k}
 )

@@ -73,7 +73,10 @@ def prepare(cfg: Config, frames: Frames, catalog: Catalog, split: Split, part: s
     pipe = FeaturePipeline.fit(frames.videos, frames.tags, frames.performers, frames.profiles,
                                _as_decisions(d), max_tag_vocab=a.max_tag_vocab,
                                min_tag_freq=a.min_tag_freq, max_actress_vocab=a.max_actress_vocab,
-                               min_actress_freq=a.min_actress_freq, max_history=a.max_history)
+                               min_actress_freq=a.min_actress_freq, max_history=a.max_history,
+                               item_inputs=a.item_inputs, max_genre_vocab=a.max_genre_vocab,
+                               max_maker_vocab=a.max_maker_vocab, min_maker_freq=a.min_maker_freq,
+                               max_text_vocab=a.max_text_vocab, min_text_freq=a.min_text_freq)
     liked = np.flatnonzero(np.bincount(d.filter(pl.col("like"))["i"].to_numpy(), minlength=catalog.n_items))
     return build(pipe, [str(x) for x in catalog.item_ids[liked]], frames, catalog, split, part)
 

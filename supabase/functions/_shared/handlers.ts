@@ -40,6 +40,8 @@ function who(req: Request) {
 interface RecommendationRequest {
   user_id: string;
   limit: number;
+  exclude_impressions: boolean;
+  deck_id: string | null;
 }
 
 export const twoTowerRecommendations = handler(async (req, t0) => {
@@ -48,9 +50,11 @@ export const twoTowerRecommendations = handler(async (req, t0) => {
   const r = validate<RecommendationRequest>(body, {
     user_id: { kind: "id", required: true },
     limit: { kind: "int", default: 20, min: 1, max: 100 },
+    exclude_impressions: { kind: "bool", default: true },
+    deck_id: { kind: "id", required: false },
   });
   requireSelf(principal, r.user_id);
-  return await recommend(db(), r.user_id, r.limit, t0);
+  return await recommend(db(), r.user_id, r.limit, t0, { impressions: r.exclude_impressions, deckId: r.deck_id });
 });
 
 export const updateUserEmbeddingHandler = handler(async (req, t0) => {

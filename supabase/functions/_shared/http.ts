@@ -109,7 +109,7 @@ const BAD = "\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u202a-\
 const ID = new RegExp(`^[^${BAD}\\s](?:[^${BAD}]*[^${BAD}\\s])?$`, "u");
 
 export type Field =
-  | { kind: "id"; required: true }
+  | { kind: "id"; required: boolean }
   | { kind: "int"; default: number; min: number; max: number }
   | { kind: "bool"; default: boolean };
 
@@ -120,9 +120,9 @@ export function validate<T>(data: Record<string, unknown>, fields: Record<string
   for (const [name, f] of Object.entries(fields)) {
     const loc = ["body", name];
     const v = data[name];
-    if (v === undefined) {
-      if (f.kind === "id") errors.push({ loc, msg: "Field required" });
-      else out[name] = f.default;
+    if (v === undefined || (v === null && f.kind === "id" && !f.required)) {
+      if (f.kind === "id" && f.required) errors.push({ loc, msg: "Field required" });
+      else out[name] = f.kind === "id" ? null : f.default;
       continue;
     }
     if (f.kind === "id") {

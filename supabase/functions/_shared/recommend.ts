@@ -79,7 +79,14 @@ export interface Recommendations {
 }
 
 /** POST /functions/v1/two_tower_recommendations, as POST /v1/recommendations answers. */
-export async function recommend(sql: Sql, userId: string, limit: number, t0: number): Promise<Recommendations> {
+/** The deck filter of a request (POST /v1/recommendations' exclude_impressions and deck_id). */
+export interface Deck {
+  impressions: boolean;
+  deckId: string | null;
+}
+
+export async function recommend(sql: Sql, userId: string, limit: number, t0: number,
+                                deck: Deck = { impressions: true, deckId: null }): Promise<Recommendations> {
   const [arm] = await arms(sql, userId, false);
   // The version's model is loaded (and verified) before anything is served with it, even when
   // the stored vector makes running it unnecessary: a tampered bundle is refused at once.
@@ -90,8 +97,10 @@ export async function recommend(sql: Sql, userId: string, limit: number, t0: num
   // database does it all. Otherwise it searches with the vector built here.
   const rows = q
     ? await sql`SELECT video_id, score, model_version, source, reasons
-                FROM twotower.recommend(${userId}, ${limit}, ${arm.version}, ${literal(q)})`
-    : await sql`SELECT video_id, score, model_version, source, reasons FROM twotower.recommend(${userId}, ${limit})`;
+                FROM twotower.recommend(${userId}, ${limit}, ${arm.version}, ${literal(q)},
+                                        ${deck.impressions}, ${deck.deckId})`
+    : await sql`SELECT video_id, score, model_version, source, reasons
+                FROM twotower.recommend(${userId}, ${limit}, NULL, NULL, ${deck.impressions}, ${deck.deckId})`;
   return {
     user_id: userId,
     model_version: rows.length ? rows[0].model_version : (arm?.version ?? null),

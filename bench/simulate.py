@@ -1,0 +1,248 @@
+"""A simulated online test of the swipe deck, on the synthetic world's hidden tastes.
+
+    python bench/simulate.py                 # 200 simulated users, every policy
+    python bench/simulate.py --users 50      # a quick look
+
+The rules, fixed before any tuning (docs/benchmarks.md repeats them):
+- World: synth.SynthSpec(users=2200, videos=3000, decisions=120_000, seed=11). The simulated users
+  are drawn at random (seeded) from it and their logged decisions removed before training, so
+  they arrive as new users; no model reads the hidden tastes (synth.Truth).
+- The model is config/best.yaml (the hybrid, EASE closed form; its user vector is the sum of the
+  liked videos' rows) trained on everyone else's decisions, exported, embedded and served by
+  the real service (in-process, through its HTTP API with the service key).
+- A session: the user asks for a deck of 10, answers the cards in order, asks for the next deck,
+  and leaves after 4 nopes in a row or 60 answered cards; cards of the last deck after the one
+  they left on stay unanswered. Each user has 3 sessions, one after the other.
+- An answer is a like with probability sigmoid(the world's like logit + N(0, 0.6)), the noise
+  drawn once per (user, video), so every policy meets the same answer for the same card.
+  Each answer is posted to POST /v1/decisions (API policies), so the next deck sees it.
+- Policies, each from the same starting database: popularity (most liked in the logs,
+  undecided), random (undecided), two_tower (the service without the deck: exclude_impressions
+  false), two_tower+impressions (the service's default: impressions kept out for a day).
+Per policy: like rate (likes / answered cards, pooled), cards per session, distinct videos
+served, the share of new videos (synth cold videos: released in the last days, absent from the
+logs) that reach 20 answers, diversity@10 (tag entropy of each deck, bits); 95% intervals by
+bootstrap over users. Writes bench/results/simulate.json (untracked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import git_commit, machine, scratch_home, write_json  # noqa: E402
+
+from twotower import db, registry  # noqa: E402
+from twotower.config import EmbeddingConfig, Settings, load_config  # noqa: E402
+from twotower.data import load_frames, synth  # noqa: E402
+from twotower.embed import embed_all_users, embed_videos  # noqa: E402
+from twotower.evaluate import Catalog, make_split  # noqa: E402
+from twotower.export import export, load_artifacts  # noqa: E402
+from twotower.train import train  # noqa: E402
+from twotower.users import forget  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = synth.SynthSpec(users=2200, videos=3000, decisions=120_000, seed=11)
+DECK, SESSIONS, PATIENCE, MAX_CARDS, NEW_ANSWERS = 10, 3, 4, 60, 20
+KEY = "simulate-service-key"
+POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions"]
+
+
+@dataclass
+class Log:
+    likes: np.ndarray  # per simulated user
+    cards: np.ndarray
+    sessions: np.ndarray
+    decks: list[list[int]] = field(default_factory=list)  # video indices of every deck served
+    answers: np.ndarray | None = None  # per video: answers given in the simulation
+
+
+def build(home: Path, n_users: int, seed: int):
+    data = synth.generate(SPEC)
+    rng = np.random.default_rng(seed)
+    sim = np.sort(rng.choice(SPEC.users, size=n_users, replace=False))
+    sim_ids = set(data.profiles["user_id"].gather(sim).to_list())
+    data.decisions = data.decisions.filter(~pl.col("user_id").is_in(list(sim_ids)))
+    s = Settings(TWOTOWER_HOME=home, DATABASE_URL=None, TWOTOWER_SERVICE_KEY=KEY)
+    cfg = load_config(ROOT / "config" / "best.yaml")
+    with db.connection(s) as conn:
+        db.migrate(conn, demo_tables=True, roles=True)
+        synth.load(conn, data)
+        frames = load_frames(conn)
+    cat = Catalog.from_frames(frames)
+    r = train(cfg, frames, cat, make_split(cat, "none"), s.path("checkpoints") / "sim", quiet=True)
+    folder = export(r.checkpoint, None, s.path("artifacts"), "sim", force=True)
+    with db.connection(s) as conn:
+        registry.register(conn, folder, s.path("artifacts"))
+        art = load_artifacts(Path(folder))
+        embed_videos(conn, art, EmbeddingConfig())
+        embed_all_users(conn, art)
+        registry.activate(conn, "sim")
+    return s, data, sim
+
+
+def answers(truth: synth.Truth, sim: np.ndarray, seed: int) -> np.ndarray:
+    """(len(sim), V) like or not, for every card a simulated user could meet (one noise draw each)."""
+    rng = np.random.default_rng(seed + 1)
+    V = truth.video_vec.shape[0]
+    u = np.repeat(sim, V)
+    v = np.tile(np.arange(V), sim.size)
+    logit = truth.like_logit(u, v).reshape(sim.size, V) + rng.normal(scale=0.6, size=(sim.size, V))
+    return rng.random((sim.size, V)) < 1.0 / (1.0 + np.exp(-logit))
+
+
+def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, like: np.ndarray, seed: int) -> Log:
+    from fastapi.testclient import TestClient
+
+    from twotower.serve import create_app
+
+    vid = data.videos["id"].to_list()
+    index = {v: i for i, v in enumerate(vid)}
+    uids = data.profiles["user_id"].gather(sim).to_list()
+    pop = np.bincount(data.decisions.filter(pl.col("decision_type") == "like")["video_id"]
+                      .replace_strict(index, return_dtype=pl.Int64).to_numpy(), minlength=len(vid))
+    pop_order = np.lexsort((np.arange(len(vid)), -pop))
+    rng = np.random.default_rng(seed + 2)
+    log = Log(np.zeros(sim.size), np.zeros(sim.size), np.zeros(sim.size), answers=np.zeros(len(vid)))
+    headers = {"Authorization": f"Bearer {KEY}"}
+    client = TestClient(create_app(s)).__enter__() if name.startswith("two_tower") else None
+    try:
+        for k, user in enumerate(uids):
+            decided = np.zeros(len(vid), dtype=bool)
+            for _ in range(SESSIONS):
+                log.sessions[k] += 1
+                cards = nopes = 0
+                while cards < MAX_CARDS and nopes < PATIENCE:
+                    if name == "popularity":
+                        deck = [int(i) for i in pop_order[~decided[pop_order]][:DECK]]
+                    elif name == "random":
+                        free = np.flatnonzero(~decided)
+                        deck = [int(i) for i in rng.choice(free, size=min(DECK, free.size), replace=False)]
+                    else:
+                        body = {"user_id": user, "limit": DECK, "exclude_impressions": name.endswith("impressions")}
+                        r = client.post("/v1/recommendations", json=body, headers=headers)
+                        r.raise_for_status()
+                        deck = [index[i["video_id"]] for i in r.json()["items"]]
+                    if not deck:
+                        break
+                    log.decks.append(deck)
+                    for v in deck:
+                        if cards >= MAX_CARDS or nopes >= PATIENCE:
+                            break  # the user left: the rest of this deck stays unanswered
+                        liked = bool(like[k, v])
+                        decided[v] = True
+                        cards += 1
+                        log.answers[v] += 1
+                        log.likes[k] += liked
+                        nopes = 0 if liked else nopes + 1
+                        if client is not None:
+                            d = {"user_id": user, "video_id": vid[v], "decision_type": "like" if liked else "nope",
+                                 "refresh_embedding": False}  # the next deck computes the vector from the fresh history
+                            client.post("/v1/decisions", json=d, headers=headers).raise_for_status()
+                log.cards[k] += cards
+    finally:
+        if client is not None:
+            client.__exit__(None, None, None)
+    return log
+
+
+def reset(s: Settings, users: list[str]) -> None:
+    """Back to the starting database: the simulated users' decisions and everything twotower
+    holds about them go."""
+    with db.connection(s) as conn:
+        conn.execute("DELETE FROM user_video_decisions WHERE user_id = ANY(%s)", (users,))
+        conn.commit()
+        for u in users:
+            forget(conn, u)
+        conn.commit()
+
+
+def ci(values: np.ndarray, weights: np.ndarray | None, rng: np.random.Generator) -> list[float]:
+    """95% bootstrap interval over users of a pooled ratio (weights) or a mean."""
+    idx = rng.integers(0, values.size, size=(1000, values.size))
+    if weights is None:
+        stats = values[idx].mean(axis=1)
+    else:
+        stats = values[idx].sum(axis=1) / np.maximum(weights[idx].sum(axis=1), 1)
+    return [round(float(x), 4) for x in np.percentile(stats, [2.5, 97.5])]
+
+
+def summarise(log: Log, data: synth.SynthData) -> dict:
+    from twotower.metrics import diversity
+
+    rng = np.random.default_rng(0)
+    vid = data.videos["id"].to_list()
+    index = {v: i for i, v in enumerate(vid)}
+    t = data.tags.select(pl.col("video_id").replace_strict(index, return_dtype=pl.Int64).alias("i"),
+                         pl.col("tag_name").cast(pl.Categorical).to_physical().alias("t"))
+    import scipy.sparse as sp
+
+    tags = sp.csr_matrix((np.ones(t.height), (t["i"].to_numpy(), t["t"].to_numpy())),
+                         shape=(len(vid), int(t["t"].max()) + 1))
+    full = np.array([d for d in log.decks if len(d) == DECK])
+    cold = data.truth.cold_video
+    per_session = log.cards / np.maximum(log.sessions, 1)
+    return {
+        "like_rate": round(float(log.likes.sum() / max(log.cards.sum(), 1)), 4),
+        "like_rate_ci": ci(log.likes, log.cards, rng),
+        "cards_per_session": round(float(per_session.mean()), 2),
+        "cards_per_session_ci": ci(per_session, None, rng),
+        "distinct_videos_served": len({v for d in log.decks for v in d}),
+        "new_videos_served": len({v for d in log.decks for v in d if cold[v]}),
+        "new_videos_with_20_answers": round(float((log.answers[cold] >= NEW_ANSWERS).mean()), 4),
+        "diversity@10": round(float(diversity(full, tags)), 3) if full.size else None,
+        "decks": len(log.decks),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--only", help="comma-separated policies")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    home = scratch_home("simulate")
+    shutil.rmtree(home, ignore_errors=True)
+    s, data, sim = build(home, a.users, a.seed)
+    like = answers(data.truth, sim, a.seed)
+    users = data.profiles["user_id"].gather(sim).to_list()
+    out: dict = {"policies": {}, "_meta": {"users": a.users, "sessions": SESSIONS, "deck": DECK, "patience": PATIENCE,
+                                           "max_cards": MAX_CARDS, "world": str(SPEC), "machine": machine(),
+                                           "commit": git_commit(), "cold_videos": int(data.truth.cold_video.sum())}}
+    for name in (a.only.split(",") if a.only else POLICIES):
+        t = time.perf_counter()
+        log = run_policy(name, s, data, sim, like, a.seed)
+        out["policies"][name] = summarise(log, data) | {"seconds": round(time.perf_counter() - t, 1)}
+        print(name, out["policies"][name], flush=True)
+        reset(s, users)
+    base = out["policies"].get("popularity")
+    if base:
+        for name, m in out["policies"].items():
+            m["like_rate_vs_popularity"] = round(m["like_rate"] / base["like_rate"], 3)
+            m["cards_per_session_vs_popularity"] = round(m["cards_per_session"] / base["cards_per_session"], 3)
+    db.stop_embedded(s)
+    shutil.rmtree(home, ignore_errors=True)
+    out["_meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    print("\n| policy | like rate (95% CI) | x popularity | cards/session (95% CI) | x popularity | distinct videos "
+          "| new videos served | new videos with 20 answers | diversity@10 |\n|---|---|---|---|---|---|---|---|---|")
+    for name, m in out["policies"].items():
+        print(f"| {name} | {m['like_rate']:.3f} ({m['like_rate_ci'][0]:.3f}-{m['like_rate_ci'][1]:.3f}) | "
+              f"{m.get('like_rate_vs_popularity', 1):.2f} | {m['cards_per_session']:.1f} "
+              f"({m['cards_per_session_ci'][0]:.1f}-{m['cards_per_session_ci'][1]:.1f}) | "
+              f"{m.get('cards_per_session_vs_popularity', 1):.2f} | {m['distinct_videos_served']} | "
+              f"{m['new_videos_served']} | {m['new_videos_with_20_answers']:.3f} | {m['diversity@10']} |")
+    print(f"\nwall time {out['_meta']['wall_seconds']} s")
+    write_json("simulate", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The deck's per-user settings: mutes ("less of this"). A muted tag, performer, maker or video
+never appears in that user's decks again, in any path (the service, recommend_videos, the Edge
+Functions), because every path filters through twotower.deck_hidden."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from twotower.serve import edge
+from twotower.serve.recommend import DB_DOWN
+from twotower.serve.routes import DOWN, ERRORS, UNREACHABLE, PrincipalDep, StateDep, body_doc, json_body
+from twotower.serve.schemas import Id, Mute, MutesResponse
+
+mutes = APIRouter(prefix="/v1/users", tags=["users"])
+BODY_MODELS = (Mute,)
+LIST = "SELECT kind, value FROM user_mutes WHERE user_id = %s ORDER BY kind, value"
+
+
+async def _change(state, user_id: str, statement: str, args: tuple) -> MutesResponse:
+    if not state.db_ok:
+        raise edge.EdgeError(503, UNREACHABLE)
+
+    async def run(conn):
+        async with conn.transaction():
+            if statement:
+                await conn.execute(statement, args)
+            return await (await conn.execute(LIST, (user_id,))).fetchall()
+
+    try:
+        rows = await state.run(run)
+    except DB_DOWN:
+        raise edge.EdgeError(503, "the database did not confirm the change; send it again (it is safe to repeat)") from None
+    return MutesResponse(user_id=user_id, mutes=[Mute(kind=k, value=v) for k, v in rows])
+
+
+@mutes.get("/{user_id}/mutes", response_model=MutesResponse, responses={**ERRORS, **DOWN}, operation_id="list_mutes")
+async def list_mutes(user_id: Id, state: StateDep, who: PrincipalDep) -> MutesResponse:
+    """What the user has muted."""
+    who.require(user_id)
+    return await _change(state, user_id, "", ())
+
+
+@mutes.post("/{user_id}/mutes", response_model=MutesResponse, responses={**ERRORS, **DOWN}, operation_id="add_mute",
+            openapi_extra=body_doc(Mute))
+async def add_mute(user_id: Id, state: StateDep, who: PrincipalDep, body: Mute = json_body(Mute)) -> MutesResponse:
+    """Mute a tag, performer, maker or video for this user (muting it again is a no-op). 200
+    means committed: the very next deck leaves it out."""
+    who.require(user_id)
+    return await _change(state, user_id, "INSERT INTO user_mutes (user_id, kind, value) VALUES (%s, %s, %s) "
+                         "ON CONFLICT DO NOTHING", (user_id, body.kind, body.value))
+
+
+@mutes.delete("/{user_id}/mutes", response_model=MutesResponse, responses={**ERRORS, **DOWN},
+              operation_id="remove_mute", openapi_extra=body_doc(Mute))
+async def remove_mute(user_id: Id, state: StateDep, who: PrincipalDep, body: Mute = json_body(Mute)) -> MutesResponse:
+    """Unmute (unmuting what is not muted is a no-op)."""
+    who.require(user_id)
+    return await _change(state, user_id, "DELETE FROM user_mutes WHERE user_id = %s AND kind = %s AND value = %s",
+                         (user_id, body.kind, body.value))
