@@ -477,20 +477,6 @@ BEGIN
 END
 $fn$;
 
-REVOKE ALL ON FUNCTION public.recommend_videos(integer, text, text, boolean) FROM PUBLIC;
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-        REVOKE ALL ON FUNCTION public.recommend_videos(integer, text, text, boolean) FROM anon;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-        GRANT EXECUTE ON FUNCTION public.recommend_videos(integer, text, text, boolean) TO authenticated;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-        GRANT EXECUTE ON FUNCTION public.recommend_videos(integer, text, text, boolean) TO service_role;
-    END IF;
-END $$;
-
 -- "Less of this" from supabase-js: supabase.rpc('twotower_mute', { p_kind: 'tag', p_value: 'horror' })
 -- mutes for the signed-in user (p_mute false unmutes); the service role names p_user_id. Returns
 -- the user's mutes after the change. `anon` may not execute it.
@@ -533,16 +519,21 @@ BEGIN
 END
 $fn$;
 
-REVOKE ALL ON FUNCTION public.twotower_mute(text, text, boolean, text) FROM PUBLIC;
+-- The public wrappers: nobody but authenticated (for itself) and service_role may execute them.
 DO $$
+DECLARE f regprocedure;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-        REVOKE ALL ON FUNCTION public.twotower_mute(text, text, boolean, text) FROM anon;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-        GRANT EXECUTE ON FUNCTION public.twotower_mute(text, text, boolean, text) TO authenticated;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-        GRANT EXECUTE ON FUNCTION public.twotower_mute(text, text, boolean, text) TO service_role;
-    END IF;
+    FOREACH f IN ARRAY ARRAY['public.recommend_videos(integer, text, text, boolean)',
+                             'public.twotower_mute(text, text, boolean, text)']::regprocedure[] LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM anon', f);
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO authenticated', f);
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO service_role', f);
+        END IF;
+    END LOOP;
 END $$;
