@@ -11,12 +11,17 @@ For 1,000 random users, interleaved user by user on one connection each:
   transaction with `SET LOCAL ROLE authenticated` and `request.jwt.claims` set, then the call
   (timed whole, and the call alone);
 - the SQL user vector of a heavy user with 1,000 likes (`sql_user_vector`, at max_history 200
-  as the model is exported, and at 1,000).
+  as the model is exported, and at 1,000);
+- where the call's time goes: copies of `twotower.recommend` made for the run (and dropped after)
+  without the reasons, without the two writes (recommendation_log, impressions) and without both,
+  interleaved with the full one and the bare query on fresh users, plus the pieces called alone
+  (the SQL user vector, the deck filter, the version's search function with a stored vector).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -38,6 +43,63 @@ def pct(xs, p) -> float:
     return round(float(np.percentile(xs, p)), 3)
 
 
+def variants(fn: str) -> dict[str, str]:
+    """twotower.recommend's text with one part taken out at a time (the breakdown's copies)."""
+    def cut(text: str, start: str, end: str) -> str:
+        i = text.index(start)
+        return text[:i] + text[text.index(end, i):]
+    tail = "    )\n    SELECT s.video_id, s.score, CASE"
+    no_reasons = fn.replace(
+        "ELSE coalesce(tr.r, '{}') || coalesce(pr.r, '{}') END\n    FROM served s LEFT JOIN tag_reasons tr "
+        "ON tr.ord = s.ord LEFT JOIN performer_reasons pr ON pr.ord = s.ord", "ELSE '{}'::text[] END\n    FROM served s")
+    out = {"full": fn, "no_reasons": no_reasons, "no_writes": cut(fn, "    ), logged AS (", tail),
+           "neither": cut(no_reasons, "    ), logged AS (", tail)}
+    assert len(set(out.values())) == 4, "rpc.sql changed: update the breakdown's cuts"
+    return {k: v.replace("twotower.recommend(", f"twotower.bench_recommend_{k}(", 1) for k, v in out.items()}
+
+
+def breakdown(s, vecs: dict, bare, users: list[str]) -> dict:
+    """p50 of the full call, of the copies without a part and of the pieces, interleaved user by user."""
+    text = (Path(db.__file__).parent / "sql" / "rpc.sql").read_text()
+    start = text.index("CREATE OR REPLACE FUNCTION twotower.recommend(")
+    fns = variants(text[start:text.index("$fn$;", start) + 5])
+    search = "search_" + hashlib.sha256(b"bench").hexdigest()[:16]
+    pieces = {"sql_user_vector": "SELECT twotower.sql_user_vector('bench', %(u)s, 200)",
+              "deck_filter": "SELECT * FROM twotower.deck_hidden(%(u)s)",
+              "search_function": f"SELECT * FROM twotower.{search}(%(q)s, %(u)s, 20, '{{}}', '{{}}', '{{}}', '{{}}', 0)"}
+    c, b = db.connect(s), db.connect(s)
+    c.autocommit = True
+    b.execute("SET hnsw.ef_search = 40; SET hnsw.iterative_scan = relaxed_order; SET plan_cache_mode = force_generic_plan")
+    c.execute("SET hnsw.ef_search = 40; SET hnsw.iterative_scan = relaxed_order")
+    for f in fns.values():
+        c.execute(f)
+    t: dict[str, list[float]] = {k: [] for k in ["bare", *fns, *pieces]}
+    try:
+        for i in range(len(users) // len(fns)):
+            for j, k in enumerate(fns):  # each copy on its own fresh user (the writes change the next call)
+                u = users[i * len(fns) + j]
+                if j == 0:
+                    t0 = time.perf_counter()
+                    b.execute(bare, {"q": vecs[u].to_numpy(), "user_id": u}, prepare=True).fetchall()
+                    t["bare"].append(time.perf_counter() - t0)
+                    for name, q in pieces.items():
+                        t0 = time.perf_counter()
+                        c.execute(q, {"u": u, "q": vecs[u].to_numpy()}, prepare=True).fetchall()
+                        t[name].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                rows = c.execute(f"SELECT * FROM twotower.bench_recommend_{k}(%(u)s, 20)", {"u": u}, prepare=True).fetchall()
+                t[k].append(time.perf_counter() - t0)
+                assert len(rows) == 20
+    finally:
+        for k in fns:
+            c.execute(f"DROP FUNCTION IF EXISTS twotower.bench_recommend_{k}(text, integer, text, vector, boolean, text)")
+        c.close()
+        b.close()
+    p50 = {k: pct(np.array(v[20:]) * 1000, 50) for k, v in t.items()}
+    return {"users_per_copy": len(t["full"]) - 20, "p50_ms": p50,
+            "ratio_to_bare": {k: round(v / p50["bare"], 2) for k, v in p50.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=50_000)
@@ -56,6 +118,8 @@ def main() -> None:
     text = db.sql("hnsw_search").replace("%(version)s", "'bench'").replace("%(k)s", "20")
     bare = psql.SQL(text).format(dim=psql.Literal(dim))
     users = random.Random(0).sample(sorted(vecs), min(a.users, len(vecs)))
+    taken = set(users)
+    fresh = [u for u in random.Random(1).sample(sorted(vecs), len(vecs)) if u not in taken][:2 * a.users]
     t_bare, t_rpc, t_call = [], [], []
     for u in users[:50] + users:  # the first 50 warm the caches and are measured again
         q = vecs[u].to_numpy()
@@ -91,6 +155,7 @@ def main() -> None:
                 ts.append((time.perf_counter() - t0) * 1000)
             t_vec[hist] = {"p50_ms": pct(ts[20:], 50), "p99_ms": pct(ts[20:], 99)}
         c.execute("DELETE FROM user_video_decisions WHERE user_id = 'heavy'")
+    parts = breakdown(s, vecs, bare, fresh)
     out = {
         "commit": git_commit(), "machine": machine(), "videos": a.videos, "users_measured": len(t_bare),
         "bare_prepared": {"p50_ms": pct(t_bare, 50), "p99_ms": pct(t_bare, 99)},
@@ -99,6 +164,7 @@ def main() -> None:
         "ratio_p50_postgrest": round(pct(t_rpc, 50) / pct(t_bare, 50), 2),
         "ratio_p50_call": round(pct(t_call, 50) / pct(t_bare, 50), 2),
         "sql_user_vector_1000_likes": t_vec,
+        "breakdown": parts,
     }
     print(json.dumps(out, indent=2))
     print(f"wrote {write_json(f'rpc_{a.videos}', out)}")
