@@ -21,7 +21,6 @@ For 1,000 random users, interleaved user by user on one connection each:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -63,12 +62,12 @@ def breakdown(s, vecs: dict, bare, users: list[str]) -> dict:
     text = (Path(db.__file__).parent / "sql" / "rpc.sql").read_text()
     start = text.index("CREATE OR REPLACE FUNCTION twotower.recommend(")
     fns = variants(text[start:text.index("$fn$;", start) + 5])
-    search = "search_" + hashlib.sha256(b"bench").hexdigest()[:16]
+    c, b = db.connect(s), db.connect(s)
+    c.autocommit = True
+    search = c.execute("SELECT twotower.search_function_name('bench')").fetchone()[0]
     pieces = {"sql_user_vector": "SELECT twotower.sql_user_vector('bench', %(u)s, 200)",
               "deck_filter": "SELECT * FROM twotower.deck_hidden(%(u)s)",
               "search_function": f"SELECT * FROM twotower.{search}(%(q)s, %(u)s, 20, '{{}}', '{{}}', '{{}}', '{{}}', 0)"}
-    c, b = db.connect(s), db.connect(s)
-    c.autocommit = True
     b.execute("SET hnsw.ef_search = 40; SET hnsw.iterative_scan = relaxed_order; SET plan_cache_mode = force_generic_plan")
     c.execute("SET hnsw.ef_search = 40; SET hnsw.iterative_scan = relaxed_order")
     for f in fns.values():
@@ -79,12 +78,13 @@ def breakdown(s, vecs: dict, bare, users: list[str]) -> dict:
             for j, k in enumerate(fns):  # each copy on its own fresh user (the writes change the next call)
                 u = users[i * len(fns) + j]
                 if j == 0:
+                    q = vecs[u].to_numpy()
                     t0 = time.perf_counter()
-                    b.execute(bare, {"q": vecs[u].to_numpy(), "user_id": u}, prepare=True).fetchall()
+                    b.execute(bare, {"q": q, "user_id": u}, prepare=True).fetchall()
                     t["bare"].append(time.perf_counter() - t0)
-                    for name, q in pieces.items():
+                    for name, stmt in pieces.items():
                         t0 = time.perf_counter()
-                        c.execute(q, {"u": u, "q": vecs[u].to_numpy()}, prepare=True).fetchall()
+                        c.execute(stmt, {"u": u, "q": q}, prepare=True).fetchall()
                         t[name].append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 rows = c.execute(f"SELECT * FROM twotower.bench_recommend_{k}(%(u)s, 20)", {"u": u}, prepare=True).fetchall()
@@ -92,7 +92,7 @@ def breakdown(s, vecs: dict, bare, users: list[str]) -> dict:
                 assert len(rows) == 20
     finally:
         for k in fns:
-            c.execute(f"DROP FUNCTION IF EXISTS twotower.bench_recommend_{k}(text, integer, text, vector, boolean, text)")
+            c.execute(f"DROP FUNCTION IF EXISTS twotower.bench_recommend_{k}")
         c.close()
         b.close()
     p50 = {k: pct(np.array(v[20:]) * 1000, 50) for k, v in t.items()}
