@@ -165,3 +165,21 @@ def test_movielens_user_tags_keep_their_time(conn, tmp_path):
     rows = dict(conn.execute("SELECT tag_name, created_at FROM video_tags WHERE video_id = '1'").fetchall())
     assert rows["pixar"].timestamp() == 1445714994 and rows["animation"] is None
     assert conn.execute("SELECT count(*) FROM twotower.src_video_tags WHERE created_at IS NOT NULL").fetchone()[0] == 1
+
+
+def test_ties_in_time_follow_import_order(conn, tmp_path):
+    """Two answers in the same second: the split's "last" one is the one imported last, whatever
+    the ids look like ("9" before "10" in the file, though "10" < "9" as text)."""
+    from twotower.evaluate import Catalog, make_split
+
+    videos = "id,title\n9,Nine\n10,Ten\n"
+    decisions = ("user_id,video_id,decision_type,created_at\n"
+                 "x,9,like,2024-05-01T10:00:00Z\nx,10,like,2024-05-01T10:00:00Z\n"
+                 "y,10,like,2024-05-01T10:00:00Z\ny,9,like,2024-05-01T10:00:00Z\n")
+    files = write_tables(tmp_path / "ties", decisions=decisions, videos=videos)
+    files.pop("tags"), files.pop("performers")
+    importers.ingest(conn, importers.read_tables(**files))
+    f = load_frames(conn)
+    assert f.decisions["seq"].null_count() == 0
+    s = make_split(Catalog.from_frames(f), "temporal-user", 0.5)
+    assert dict(zip(s.test["user_id"].to_list(), s.test["video_id"].to_list(), strict=True)) == {"x": "10", "y": "9"}

@@ -81,3 +81,14 @@ def test_bad_split_inputs(catalog):
     f.decisions = f.decisions.with_columns(pl.lit("nope").alias("decision_type"))
     with pytest.raises(InvalidInput, match="no test users"):
         make_split(Catalog.from_frames(f), "temporal-user")
+
+
+def test_ties_follow_row_order_not_id_spelling():
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    d = pl.DataFrame({"user_id": ["a", "a", "b", "b"], "video_id": ["9", "10", "10", "9"],
+                      "decision_type": ["like"] * 4, "created_at": [t] * 4})
+    f = Frames(pl.DataFrame({"user_id": ["a", "b"]}), pl.DataFrame({"id": ["9", "10"]}),
+               pl.DataFrame(schema={"video_id": pl.Utf8, "tag_name": pl.Utf8}),
+               pl.DataFrame(schema={"video_id": pl.Utf8, "performer_name": pl.Utf8}), d)
+    s = make_split(Catalog.from_frames(f), "temporal-user", 0.5)
+    assert sorted(zip(s.test["user_id"].to_list(), s.test["video_id"].to_list(), strict=True)) == [("a", "10"), ("b", "9")]

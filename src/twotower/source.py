@@ -51,8 +51,9 @@ VIEWS = (
          (("video_id", "text"), ("performer_name", "text"), ("created_at", "timestamptz")),
          (("video_key", "video_id"),), ("created_at",)),
     View("src_decisions", "decisions", "user_video_decisions",
-         (("user_id", "text"), ("video_id", "text"), ("decision_type", "text"), ("created_at", "timestamptz")),
-         (("user_key", "user_id"), ("video_key", "video_id"))),
+         (("user_id", "text"), ("video_id", "text"), ("decision_type", "text"), ("created_at", "timestamptz"),
+          ("seq", "bigint")),
+         (("user_key", "user_id"), ("video_key", "video_id")), ("seq",)),
 )
 
 

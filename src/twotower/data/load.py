@@ -21,8 +21,10 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
                "created_at": pl.Datetime("us", "UTC"), "updated_at": pl.Datetime("us", "UTC")},
     "video_tags": {"video_id": pl.Utf8, "tag_name": pl.Utf8, "created_at": pl.Datetime("us", "UTC")},
     "video_performers": {"video_id": pl.Utf8, "performer_name": pl.Utf8, "created_at": pl.Datetime("us", "UTC")},
+    # seq: import order (the demo tables' identity column, or an increasing column the mapping
+    # names); it breaks ties in time, so a split does not depend on how ids are spelled
     "user_video_decisions": {"user_id": pl.Utf8, "video_id": pl.Utf8, "decision_type": pl.Utf8,
-                             "created_at": pl.Datetime("us", "UTC")},
+                             "created_at": pl.Datetime("us", "UTC"), "seq": pl.Int64},
 }
 
 
@@ -116,7 +118,7 @@ def load_frames(conn: psycopg.Connection, since: datetime | None = None,
             cols(t), sql.Identifier(VIEWS[t]), sql.SQL(order))
 
     dq = sql.SQL("SELECT {} FROM src_decisions WHERE created_at >= %(since)s "
-                 "AND created_at < %(until)s ORDER BY created_at, user_id, video_id").format(
+                 "AND created_at < %(until)s ORDER BY created_at, seq, user_id, video_id").format(
         cols("user_video_decisions"))
     params = {"since": since or datetime(1900, 1, 1, tzinfo=UTC),
               "until": until or datetime(9999, 1, 1, tzinfo=UTC)}

@@ -2,7 +2,8 @@
 
 Every split returns train (what a model may learn from and what is excluded at ranking time),
 test, and a validation slice of train (`fit` + `val`) for early stopping and tuning. Ties in
-time are broken by (user, video) order, so the same data always gives the same split.
+time are broken by import order (`seq`), then (user, video), so the same data always gives the
+same split, whatever the ids look like.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from twotower.data.load import Frames
 from twotower.errors import InvalidInput
 
 SPLITS = ("temporal-user", "temporal-global", "random", "new-items")
+RULES = {  # written into every report, so a figure says exactly what it was measured on
+    "temporal-user": "per user, the last floor(f * n) decisions by (created_at, import order seq, user, video) are test",
+    "temporal-global": "decisions at or after the cutoff are test",
+    "random": "each decision is test with probability f (seeded)",
+    "new-items": "videos first decided at or after the cutoff are held out entirely and ranked among themselves; "
+                 "later decisions on older videos are dropped",
+}
 TRAIN_SPLITS = (*SPLITS, "none")  # none: train on everything (production), validate on each user's latest
 
 
@@ -44,10 +52,16 @@ class Catalog:
         items = frames.videos.select(pl.col("id").alias("video_id")).sort("video_id")
         umap = users.with_row_index("u").with_columns(pl.col("u").cast(pl.Int32))
         imap = items.with_row_index("i").with_columns(pl.col("i").cast(pl.Int32))
-        d = (frames.decisions.join(umap, on="user_id").join(imap, on="video_id")
+        d = frames.decisions
+        if "seq" not in d.columns:  # a frame built in memory: its row order is its import order
+            d = d.with_row_index("seq").with_columns(pl.col("seq").cast(pl.Int64))
+        # o: the position in (time, import order): ties in time follow the source's order (seq),
+        # then (user, video) where the source keeps none, never the spelling of an id alone
+        d = (d.join(umap, on="user_id").join(imap, on="video_id")
+             .sort("created_at", "seq", "u", "i", nulls_last=True)
              .select("u", "i", (pl.col("decision_type") == "like").alias("like"),
-                     pl.col("created_at").alias("ts"), "user_id", "video_id")
-             .sort("ts", "u", "i"))
+                     pl.col("created_at").alias("ts"), "user_id", "video_id",
+                     pl.int_range(pl.len(), dtype=pl.Int64).alias("o")))
         return cls(users["user_id"].to_numpy(), items["video_id"].to_numpy(), d)
 
 
@@ -82,7 +96,7 @@ class Split:
 
     def describe(self) -> dict:
         return {
-            "split": self.name, "train": self.train.height, "test": self.test.height,
+            "split": self.name, "rule": RULES.get(self.name), "train": self.train.height, "test": self.test.height,
             "val": self.val.height, "test_users_with_likes": int(self.test.filter(pl.col("like"))["u"].n_unique()),
             "cutoff": str(self.cutoff) if self.cutoff else None,
             "candidates": None if self.candidates is None else int(self.candidates.size),
@@ -90,8 +104,8 @@ class Split:
 
 
 def _per_user_tail(df: pl.DataFrame, frac: float) -> pl.Series:
-    """Bool mask: the last floor(frac * n_u) decisions of each user by (ts, i)."""
-    ranked = df.with_row_index("_r").sort("u", "ts", "i").with_columns(
+    """Bool mask: the last floor(frac * n_u) decisions of each user by (time, import order)."""
+    ranked = df.with_row_index("_r").sort("u", "o").with_columns(
         pos=pl.int_range(pl.len()).over("u"), n=pl.len().over("u"))
     ranked = ranked.with_columns(tail=pl.col("pos") >= pl.col("n") - (pl.col("n") * frac).floor())
     return ranked.sort("_r")["tail"]

@@ -67,10 +67,13 @@ UPDATE videos v SET updated_at = now()
 WHERE v.id IN (SELECT video_id FROM changed_tags UNION SELECT video_id FROM changed_performers)
   AND v.updated_at < now();
 
--- The latest answer for a (user, video) pair wins.
+-- The latest answer for a (user, video) pair wins. New rows are inserted in file order, so their
+-- seq (the identity column) keeps the import order that breaks ties in time.
 INSERT INTO user_video_decisions (user_id, video_id, decision_type, created_at)
-SELECT DISTINCT ON (user_id, video_id) user_id, video_id, decision_type, created_at
-FROM stage_decisions ORDER BY user_id, video_id, created_at DESC, _row DESC
+SELECT user_id, video_id, decision_type, created_at FROM (
+    SELECT DISTINCT ON (user_id, video_id) user_id, video_id, decision_type, created_at, _row
+    FROM stage_decisions ORDER BY user_id, video_id, created_at DESC, _row DESC
+) latest ORDER BY _row
 ON CONFLICT (user_id, video_id) DO UPDATE SET
     decision_type = excluded.decision_type, created_at = excluded.created_at
 WHERE excluded.created_at > user_video_decisions.created_at

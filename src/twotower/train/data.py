@@ -40,7 +40,7 @@ class Rows:
 def history_matrix(likes: pl.DataFrame, n_users: int, cat2model: np.ndarray, max_len: int) -> torch.Tensor:
     """(n_users, L) int64: model ids of each user's most recent likes, -1 padded."""
     d = likes.with_columns(m=pl.Series(cat2model[likes["i"].to_numpy()])).filter(pl.col("m") >= 0)
-    d = d.sort(["u", "ts", "i"], descending=[False, True, True]).with_columns(
+    d = d.sort(["u", "o"], descending=[False, True]).with_columns(
         pos=pl.int_range(pl.len()).over("u")).filter(pl.col("pos") < max_len)
     L = max(1, int(d["pos"].max() + 1) if d.height else 1)
     h = torch.full((n_users, L), -1, dtype=torch.long)
