@@ -226,7 +226,7 @@ def main() -> None:
         reset(s, users)
     base = out["policies"].get("popularity")
     if base:
-        for name, m in out["policies"].items():
+        for m in out["policies"].values():
             m["like_rate_vs_popularity"] = round(m["like_rate"] / base["like_rate"], 3)
             m["cards_per_session_vs_popularity"] = round(m["cards_per_session"] / base["cards_per_session"], 3)
     db.stop_embedded(s)

@@ -125,7 +125,7 @@ def test_text_tokens_and_tfidf_match_scikit_learn():
     docs = ["Toy Story (1995)", "夏の海", "a Toy, toy STORY", None, "x 海"]
     frame = pl.DataFrame({"_i": range(len(docs)), "text": docs}, schema={"_i": pl.Int64, "text": pl.Utf8})
     got = tokens(frame).group_by("_i").agg(pl.col("term").sort()).sort("_i")
-    assert dict(zip(got["_i"], got["term"].to_list())) == {
+    assert dict(zip(got["_i"], got["term"].to_list(), strict=True)) == {
         0: ["1995", "story", "toy"], 1: ["の海", "夏の"], 2: ["story", "toy", "toy"], 4: ["海"]}
     videos = pl.DataFrame({"title": docs, "description": [None, None, "toy", None, None]})
     vocab, idf = fit_text(videos, max_vocab=10, min_freq=1)
@@ -136,7 +136,7 @@ def test_text_tokens_and_tfidf_match_scikit_learn():
     def analyzer(doc):
         return tokens(pl.DataFrame({"_i": [0], "text": [doc]}))["term"].to_list()
 
-    full = [" ".join(x for x in (t, d) if x) for t, d in zip(videos["title"], videos["description"])]
+    full = [" ".join(x for x in (t, d) if x) for t, d in zip(videos["title"], videos["description"], strict=True)]
     sk = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, smooth_idf=True, vocabulary=vocab)
     sk.fit(full)
     want = sk.transform(["Toy Story (1995)", "夏の海", "a Toy, toy STORY toy", "", "x 海"]).toarray()

@@ -28,7 +28,14 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from twotower.features_content import ITEM_INPUTS, fit_text, item_text, l2_rows, one_hot, text_matrix
+from twotower.features_content import (
+    ITEM_INPUTS,
+    fit_text,
+    item_text,
+    l2_rows,
+    one_hot,
+    text_matrix,
+)
 
 USER_NUMERIC = ["account_age_days", "mean_price", "median_price", "like_count", "nope_count",
                 "decision_count", "like_ratio", "recent_like_days"]

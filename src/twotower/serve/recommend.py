@@ -72,7 +72,7 @@ async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool
 
 
 async def _recommend(state: ServiceState, conn, ask: Ask, version: str | None, t0: float) -> dict:
-    user_id, limit, exclude = ask.user_id, ask.limit, ask.exclude
+    user_id, limit = ask.user_id, ask.limit
     if version is None:
         return await _popular(state, conn, ask, "cold_start", None, t0)
     art = state.models[version]

@@ -8,7 +8,15 @@ from fastapi import APIRouter
 
 from twotower.serve import edge
 from twotower.serve.recommend import DB_DOWN
-from twotower.serve.routes import DOWN, ERRORS, UNREACHABLE, PrincipalDep, StateDep, body_doc, json_body
+from twotower.serve.routes import (
+    DOWN,
+    ERRORS,
+    UNREACHABLE,
+    PrincipalDep,
+    StateDep,
+    body_doc,
+    json_body,
+)
 from twotower.serve.schemas import Id, Mute, MutesResponse
 
 mutes = APIRouter(prefix="/v1/users", tags=["users"])
