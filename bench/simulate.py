@@ -18,7 +18,11 @@ The rules, fixed before any tuning (docs/benchmarks.md repeats them):
   Each answer is posted to POST /v1/decisions (API policies), so the next deck sees it.
 - Policies, each from the same starting database: popularity (most liked in the logs,
   undecided), random (undecided), two_tower (the service without the deck: exclude_impressions
-  false), two_tower+impressions (the service's default: impressions kept out for a day).
+  false), two_tower+impressions (the service's default: impressions kept out for a day), and
+  two_tower+mmrD (impressions, and MMR re-ranking with diversity D in 0.25, 0.5, 0.75). The plain
+  policies ask for diversity 0 explicitly. The default serving.diversity is chosen by a rule set
+  before the run: the largest D whose like rate is at least 0.98x that of two_tower+impressions
+  (0 if none), printed at the end.
 Per policy: like rate (likes / answered cards, pooled), cards per session, distinct videos
 served, the share of new videos (synth cold videos: released in the last days, absent from the
 logs) that reach 20 answers, diversity@10 (tag entropy of each deck, bits); 95% intervals by
@@ -53,7 +57,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = synth.SynthSpec(users=2200, videos=3000, decisions=120_000, seed=11)
 DECK, SESSIONS, PATIENCE, MAX_CARDS, NEW_ANSWERS = 10, 3, 4, 60, 20
 KEY = "simulate-service-key"
-POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions"]
+MMR = (0.25, 0.5, 0.75)
+POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions", *(f"two_tower+mmr{d}" for d in MMR)]
+LIKE_BUDGET = 0.98  # serving.diversity: the largest MMR setting keeping this share of the plain deck's like rate
 
 
 @dataclass
@@ -127,7 +133,8 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
                         free = np.flatnonzero(~decided)
                         deck = [int(i) for i in rng.choice(free, size=min(DECK, free.size), replace=False)]
                     else:
-                        body = {"user_id": user, "limit": DECK, "exclude_impressions": name.endswith("impressions")}
+                        body = {"user_id": user, "limit": DECK, "exclude_impressions": name != "two_tower",
+                                "diversity": float(name.split("+mmr")[1]) if "+mmr" in name else 0.0}
                         r = client.post("/v1/recommendations", json=body, headers=headers)
                         r.raise_for_status()
                         deck = [index[i["video_id"]] for i in r.json()["items"]]
@@ -229,6 +236,11 @@ def main() -> None:
         for m in out["policies"].values():
             m["like_rate_vs_popularity"] = round(m["like_rate"] / base["like_rate"], 3)
             m["cards_per_session_vs_popularity"] = round(m["cards_per_session"] / base["cards_per_session"], 3)
+    plain = out["policies"].get("two_tower+impressions")
+    if plain:
+        ok = [d for d in MMR if f"two_tower+mmr{d}" in out["policies"]
+              and out["policies"][f"two_tower+mmr{d}"]["like_rate"] >= LIKE_BUDGET * plain["like_rate"]]
+        out["_meta"]["chosen_diversity"] = max(ok, default=0.0)
     db.stop_embedded(s)
     shutil.rmtree(home, ignore_errors=True)
     out["_meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -240,6 +252,9 @@ def main() -> None:
               f"({m['cards_per_session_ci'][0]:.1f}-{m['cards_per_session_ci'][1]:.1f}) | "
               f"{m.get('cards_per_session_vs_popularity', 1):.2f} | {m['distinct_videos_served']} | "
               f"{m['new_videos_served']} | {m['new_videos_with_20_answers']:.3f} | {m['diversity@10']} |")
+    if "chosen_diversity" in out["_meta"]:
+        print(f"\nserving.diversity by the rule (like rate >= {LIKE_BUDGET}x two_tower+impressions): "
+              f"{out['_meta']['chosen_diversity']}")
     print(f"\nwall time {out['_meta']['wall_seconds']} s")
     write_json("simulate", out)
 

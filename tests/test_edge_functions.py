@@ -229,6 +229,12 @@ def test_top20_equals_the_service_and_recommend_videos(world, version):
                 want = "two_tower" if placed else "cold_start"
                 assert e["source"] == p["source"] == want, u
                 assert [x[0] for x in r] == _top(e["items"]), u
+                if u in ids[:3]:  # MMR: the same function re-ranks in every path
+                    body = {**body, "diversity": 0.6}
+                    e2 = edge.post("two_tower_recommendations", json=body, headers=SVC).json()
+                    p2 = svc.post("/v1/recommendations", json=body, headers=SVC).json()
+                    assert "items" in e2 and "items" in p2, (e2, p2)
+                    assert _top(e2["items"]) == _top(p2["items"]) != _top(e["items"]), u
         embed.build_index(conn, version, load_artifacts(world.settings.path("artifacts") / version).dim,
                           EmbeddingConfig())
         registry.activate(conn, "hyb")
@@ -271,7 +277,9 @@ BAD_BODIES = [b"", b"not json", b"[]", b'{"user_id": 5}', b'{"user_id": ""}', b'
               b'{"user_id": "u\\u200b"}', b'{"user_id": "u", "limit": "20"}', b'{"user_id": "u", "limit": 20.0}',
               b'{"user_id": "u", "limit": 0}', b'{"user_id": "u", "limit": 101}', b'{"user_id": "u", "extra": 1}',
               b'{"limit": 3}', b'{"user_id": "' + b"x" * 129 + b'"}', b'{"user_id": "u", "deck_id": ""}',
-              b'{"user_id": "u", "deck_id": 7}', b'{"user_id": "u", "exclude_impressions": 1}']
+              b'{"user_id": "u", "deck_id": 7}', b'{"user_id": "u", "exclude_impressions": 1}',
+              b'{"user_id": "u", "diversity": 1.5}', b'{"user_id": "u", "diversity": -0.1}',
+              b'{"user_id": "u", "diversity": "0.5"}', b'{"user_id": "u", "diversity": true}']
 
 
 def test_auth_and_errors_answer_as_the_service(world):

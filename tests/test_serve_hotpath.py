@@ -8,7 +8,8 @@ from twotower.serve import create_app
 
 BAD_BODIES = [{"user_id": 5}, {"user_id": "u", "limit": 0}, {"user_id": "u", "limit": 101},
               {"user_id": "u", "limit": "many"}, {"user_id": "u", "surprise": 1}, {"user_id": "x" * 200},
-              {"user_id": "a\u0000b"}, {}, [1, 2], "text", None]
+              {"user_id": "a\u0000b"}, {}, [1, 2], "text", None, {"user_id": "u", "diversity": 2},
+              {"user_id": "u", "diversity": "x"}]
 
 
 @pytest.fixture
@@ -42,6 +43,8 @@ def test_hot_path_matches_the_fastapi_route(clients, world):  # noqa: F811
         body = same(hot, plain, json={"user_id": u, "limit": limit}, headers=token(u))
         assert body["source"] == "two_tower" and len(body["items"]) == limit
     same(hot, plain, json={"user_id": u, "exclude_decided": False}, headers=SVC)
+    mmr = same(hot, plain, json={"user_id": u, "diversity": 0.5, "exclude_impressions": False}, headers=SVC)
+    assert mmr["source"] == "two_tower" and len(mmr["items"]) == 20
     assert same(hot, plain, json={"user_id": "cold-one"}, headers=SVC)["source"] == "cold_start"
     # auth: missing, malformed, bad signature, expired, someone else's id
     for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer not-a-jwt"},

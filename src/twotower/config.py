@@ -125,6 +125,9 @@ class ServingConfig:
     # The deck: a card served and not answered stays out of the user's decks this long (`db init`
     # copies it into twotower.settings for recommend_videos).
     impression_ttl_seconds: float = 86400.0
+    # MMR diversity of a deck when neither the request nor the user's own setting names one: 0 is
+    # the plain ranking, 1 the most varied (`db init` copies it into twotower.settings).
+    diversity: float = 0.0
 
 
 @dataclass
@@ -204,7 +207,10 @@ class Config:
         if not 0 < self.evaluation.test_fraction < 1:
             raise InvalidInput("evaluation.test_fraction must be between 0 and 1")
         for name, v in dataclasses.asdict(self.serving).items():
-            if v <= 0:
+            if name == "diversity":
+                if not 0 <= v <= 1:
+                    raise InvalidInput(f"serving.diversity must be between 0 and 1, got {v}")
+            elif v <= 0:
                 raise InvalidInput(f"serving.{name} must be > 0, got {v}")
 
 

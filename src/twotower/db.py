@@ -304,7 +304,8 @@ def _redact(url: str) -> str:
 # --------------------------------------------------------------------------- schema
 
 def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_tables: bool = False,
-            roles: bool = False, ab_salt: str = "twotower-ab", impression_ttl_seconds: float = 86400.0) -> list[str]:
+            roles: bool = False, ab_salt: str = "twotower-ab", impression_ttl_seconds: float = 86400.0,
+            diversity: float = 0.0) -> list[str]:
     """Install or upgrade twotower's schema; idempotent, serialised by an advisory lock.
 
     In order: pgvector, the `twotower` schema (adopting the tables of a pre-0.2 install from
@@ -379,6 +380,8 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (ab_salt,))
         conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('impression_ttl_seconds', %s) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(impression_ttl_seconds)),))
+        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('diversity', %s) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(diversity)),))
     _configure(conn)
     return applied
 
@@ -534,8 +537,10 @@ def reset(conn: psycopg.Connection) -> list[str]:
         if "rpc" in made:
             conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text)")
             conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean)")
+            conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean, double precision)")
             conn.execute("DROP FUNCTION IF EXISTS public.twotower_mute(text, text, boolean, text)")
-            dropped.append("functions public.recommend_videos, public.twotower_mute")
+            conn.execute("DROP FUNCTION IF EXISTS public.twotower_set_diversity(double precision, text)")
+            dropped.append("functions public.recommend_videos, public.twotower_mute, public.twotower_set_diversity")
         conn.execute("DROP SCHEMA twotower CASCADE")  # first: its views read the demo tables
         dropped.insert(0, "schema twotower")
         if "demo_tables" in made:

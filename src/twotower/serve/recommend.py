@@ -1,6 +1,7 @@
 """The recommendation path: the user vector (stored when fresh, else SQL feature function +
 ONNX user tower), candidates from the version's HNSW index with decided videos and the deck
-filter skipped (impressions within the TTL, the deck's cards, mutes), a fill when the filter
+filter skipped (impressions within the TTL, the deck's cards, mutes), MMR re-ranking when the
+deck asks for diversity (in the same statement), a fill when the filter
 leaves the list short (popular, then the oldest impressions), reasons, and the cold-start /
 fallback paths."""
 
@@ -51,20 +52,21 @@ class Ask:
     exclude: bool = True  # decided videos
     impressions: bool = True  # cards served within the TTL
     deck_id: str | None = None  # continue this deck: none of its cards again
+    diversity: float | None = None  # MMR; None: the user's setting, else serving.diversity
 
     def params(self, state: ServiceState) -> dict:
-        return {"user_id": self.user_id, "imp": self.impressions, "deck": self.deck_id,
+        return {"user_id": self.user_id, "imp": self.impressions, "deck": self.deck_id, "div": self.diversity,
                 "pending": state.pending_impressions(self.user_id, self.impressions, self.deck_id)}
 
 
 async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool, impressions: bool = True,
-                    deck_id: str | None = None) -> dict:
+                    deck_id: str | None = None, diversity: float | None = None) -> dict:
     """The response body as a plain dict: the route sends it as JSON without re-validating it."""
     t0 = time.perf_counter()
     if not state.db_ok:
         return fallback(state, user_id, limit, t0)
     version = state.assign(user_id)
-    ask = Ask(user_id, limit, exclude, impressions, deck_id)
+    ask = Ask(user_id, limit, exclude, impressions, deck_id, diversity)
     try:
         return await state.run(lambda conn: _recommend(state, conn, ask, version, t0))
     except DB_DOWN:  # after one retry on a fresh connection: the database is really gone

@@ -1,6 +1,8 @@
-"""The deck's per-user settings: mutes ("less of this"). A muted tag, performer, maker or video
-never appears in that user's decks again, in any path (the service, recommend_videos, the Edge
-Functions), because every path filters through twotower.deck_hidden."""
+"""The deck's per-user settings: mutes ("less of this") and diversity. A muted tag, performer,
+maker or video never appears in that user's decks again, in any path (the service,
+recommend_videos, the Edge Functions), because every path filters through twotower.deck_hidden;
+the diversity setting is what every path's MMR uses when a request names none
+(twotower.deck_diversity)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ from twotower.serve.routes import (
     body_doc,
     json_body,
 )
-from twotower.serve.schemas import Id, Mute, MutesResponse
+from twotower.serve.schemas import Id, Mute, MutesResponse, UserSettings, UserSettingsResponse
 
 mutes = APIRouter(prefix="/v1/users", tags=["users"])
-BODY_MODELS = (Mute,)
+BODY_MODELS = (Mute, UserSettings)
 LIST = "SELECT kind, value FROM user_mutes WHERE user_id = %s ORDER BY kind, value"
 
 
@@ -65,3 +67,41 @@ async def remove_mute(user_id: Id, state: StateDep, who: PrincipalDep, body: Mut
     who.require(user_id)
     return await _change(state, user_id, "DELETE FROM user_mutes WHERE user_id = %s AND kind = %s AND value = %s",
                          (user_id, body.kind, body.value))
+
+
+async def _settings(state, user_id: str, diversity: float | None, change: bool) -> UserSettingsResponse:
+    if not state.db_ok:
+        raise edge.EdgeError(503, UNREACHABLE)
+
+    async def run(conn):
+        async with conn.transaction():
+            if change:
+                await conn.execute("INSERT INTO user_settings (user_id, diversity, updated_at) VALUES (%s, %s, now()) "
+                                   "ON CONFLICT (user_id) DO UPDATE SET diversity = excluded.diversity, "
+                                   "updated_at = excluded.updated_at", (user_id, diversity))
+            return await (await conn.execute("SELECT diversity FROM user_settings WHERE user_id = %s",
+                                             (user_id,))).fetchone()
+
+    try:
+        row = await state.run(run)
+    except DB_DOWN:
+        raise edge.EdgeError(503, "the database did not confirm the change; send it again (it is safe to repeat)") from None
+    return UserSettingsResponse(user_id=user_id, diversity=row[0] if row else None)
+
+
+@mutes.get("/{user_id}/settings", response_model=UserSettingsResponse, responses={**ERRORS, **DOWN},
+           operation_id="get_settings")
+async def get_settings(user_id: Id, state: StateDep, who: PrincipalDep) -> UserSettingsResponse:
+    """The user's own deck settings (diversity null: the installation's default applies)."""
+    who.require(user_id)
+    return await _settings(state, user_id, None, False)
+
+
+@mutes.put("/{user_id}/settings", response_model=UserSettingsResponse, responses={**ERRORS, **DOWN},
+           operation_id="put_settings", openapi_extra=body_doc(UserSettings))
+async def put_settings(user_id: Id, state: StateDep, who: PrincipalDep,
+                       body: UserSettings = json_body(UserSettings)) -> UserSettingsResponse:
+    """Set the user's diversity, 0 (the plain ranking) .. 1 (the most varied deck); null clears
+    it. 200 means committed: the next deck uses it whenever the request names no diversity."""
+    who.require(user_id)
+    return await _settings(state, user_id, body.diversity, True)

@@ -42,6 +42,9 @@ class RecommendationRequest(Strict):
     exclude_decided: bool = True
     exclude_impressions: bool = True  # skip cards served within serving.impression_ttl_seconds
     deck_id: Id | None = None  # continue this deck: none of its cards again, whatever the TTL
+    # MMR re-ranking: 0 the plain ranking .. 1 the most varied; null: the user's own setting
+    # (PUT /v1/users/{id}/settings), else serving.diversity
+    diversity: float | None = Field(None, ge=0, le=1)
 
 
 class Item(BaseModel):
@@ -82,6 +85,17 @@ class Mute(Strict):
 class MutesResponse(BaseModel):
     user_id: str
     mutes: list[Mute]
+
+
+class UserSettings(Strict):
+    """The user's own deck settings; diversity null: the installation's default (serving.diversity)."""
+
+    diversity: float | None = Field(None, ge=0, le=1)
+
+
+class UserSettingsResponse(BaseModel):
+    user_id: str
+    diversity: float | None
 
 
 class EmbeddingResponse(BaseModel):

@@ -142,6 +142,90 @@ SELECT (cardinality(p_tags) > 0 AND EXISTS (SELECT 1 FROM src_video_tags t WHERE
                                               AND v.maker = ANY (p_makers)))
 $$;
 
+-- The diversity of one user's deck: the request's, else the user's own setting (user_settings),
+-- else the installation's default (settings 'diversity', written by `db init` from
+-- serving.diversity), else 0. The service's search statement (serve_recommend.sql) inlines the same.
+CREATE OR REPLACE FUNCTION twotower.deck_diversity(p_user_id text, p_diversity double precision DEFAULT NULL)
+RETURNS double precision LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+SELECT coalesce(p_diversity, (SELECT s.diversity FROM user_settings s WHERE s.user_id = p_user_id),
+                (SELECT value::float8 FROM settings WHERE key = 'diversity'), 0)
+$$;
+
+-- How many candidates MMR re-ranks for a deck of p_limit (the plain ranking needs p_limit).
+CREATE OR REPLACE FUNCTION twotower.mmr_pool(p_limit integer, p_diversity double precision)
+RETURNS integer LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
+SELECT CASE WHEN p_diversity > 0 THEN greatest(p_limit, least(4 * p_limit, 200)) ELSE p_limit END
+$$;
+
+-- Maximal marginal relevance (Carbonell & Goldstein, SIGIR 1998) over the version's item vectors:
+-- from candidates in ranking order, take p_k greedily, each maximising
+--     (1 - p_diversity) * relevance - p_diversity * (highest cosine to a card already taken, floored at 0),
+-- relevance being the score rescaled to 0..1 over the candidates. p_diversity 0 is the plain
+-- ranking (the first p_k); ties go to the better-ranked candidate. Every path (the service's
+-- statement, twotower.recommend, so recommend_videos and the Edge Function) calls this one.
+CREATE OR REPLACE FUNCTION twotower.mmr(p_version text, p_ids text[], p_scores double precision[], p_k integer,
+                                        p_diversity double precision)
+RETURNS TABLE (video_id text, score double precision, ord integer)
+LANGUAGE plpgsql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
+#variable_conflict use_column
+DECLARE
+    n integer := coalesce(cardinality(p_ids), 0);
+    d float8 := least(greatest(coalesce(p_diversity, 0), 0), 1);
+    vecs vector[];
+    rel float8[];
+    near float8[];
+    taken boolean[];
+    lo float8;
+    hi float8;
+    best integer;
+    best_v float8;
+    v float8;
+    sim float8;
+BEGIN
+    IF n = 0 OR d = 0 THEN
+        RETURN QUERY SELECT f.v, f.s, f.o::integer FROM unnest(p_ids, p_scores) WITH ORDINALITY AS f(v, s, o)
+                     WHERE f.o <= p_k ORDER BY f.o;
+        RETURN;
+    END IF;
+    SELECT array_agg(e.embedding ORDER BY f.o) INTO vecs
+    FROM unnest(p_ids) WITH ORDINALITY AS f(v, o)
+    LEFT JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = f.v;
+    SELECT min(s), max(s) INTO lo, hi FROM unnest(p_scores) AS s;
+    rel := array_fill(1::float8, ARRAY[n]);
+    near := array_fill(0::float8, ARRAY[n]);
+    taken := array_fill(false, ARRAY[n]);
+    IF hi > lo THEN
+        FOR i IN 1..n LOOP
+            rel[i] := (p_scores[i] - lo) / (hi - lo);
+        END LOOP;
+    END IF;
+    FOR step IN 1..least(p_k, n) LOOP
+        best := NULL;
+        FOR i IN 1..n LOOP
+            CONTINUE WHEN taken[i];
+            v := (1 - d) * rel[i] - d * near[i];
+            IF best IS NULL OR v > best_v THEN
+                best := i;
+                best_v := v;
+            END IF;
+        END LOOP;
+        taken[best] := true;
+        video_id := p_ids[best];
+        score := p_scores[best];
+        ord := step;
+        RETURN NEXT;
+        CONTINUE WHEN vecs[best] IS NULL;
+        FOR i IN 1..n LOOP
+            CONTINUE WHEN taken[i] OR vecs[i] IS NULL;
+            sim := 1 - (vecs[i] <=> vecs[best]);
+            IF sim > near[i] AND sim <> 'NaN'::float8 THEN  -- (NaN: a zero vector; PostgreSQL sorts it highest)
+                near[i] := sim;
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$fn$;
+
 -- Remember a served deck (upsert: the count of times served grows, the deck id is the latest).
 CREATE OR REPLACE FUNCTION twotower.remember_impressions(p_user_id text, p_video_ids text[], p_deck_id text DEFAULT NULL,
                                                          p_at timestamptz DEFAULT now())
@@ -277,9 +361,10 @@ END $$;
 -- of the path is the same.
 DROP FUNCTION IF EXISTS twotower.recommend(text, integer);  -- before p_version, p_vector
 DROP FUNCTION IF EXISTS twotower.recommend(text, integer, text, vector);  -- before the deck filter
+DROP FUNCTION IF EXISTS twotower.recommend(text, integer, text, vector, boolean, text);  -- before p_diversity
 CREATE OR REPLACE FUNCTION twotower.recommend(p_user_id text, p_limit integer, p_version text DEFAULT NULL,
                                               p_vector vector DEFAULT NULL, p_exclude_impressions boolean DEFAULT true,
-                                              p_deck_id text DEFAULT NULL)
+                                              p_deck_id text DEFAULT NULL, p_diversity double precision DEFAULT NULL)
 RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
 LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog
 SET plan_cache_mode = force_generic_plan AS $fn$
@@ -294,10 +379,17 @@ DECLARE
     n integer;
     fname text;
     search text;
+    div float8;
+    pool integer;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100 THEN
         RAISE EXCEPTION 'p_limit must be between 1 and 100, not %', p_limit USING ERRCODE = '22023';
     END IF;
+    IF p_diversity IS NOT NULL AND NOT (p_diversity >= 0 AND p_diversity <= 1) THEN
+        RAISE EXCEPTION 'p_diversity must be between 0 and 1, not %', p_diversity USING ERRCODE = '22023';
+    END IF;
+    div := deck_diversity(p_user_id, p_diversity);
+    pool := mmr_pool(p_limit, div);
     IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'popular_at'), '-infinity')
        <= now() - interval '5 minutes' THEN
         PERFORM refresh_popular(interval '5 minutes');
@@ -355,34 +447,38 @@ BEGIN
     -- computes it, inline here), made only where pgvector has iterative scans.
     fname := 'search_' || substr(encode(sha256(convert_to(m.version, 'UTF8')), 'hex'), 1, 16);
     IF to_regprocedure('twotower.' || fname || '(vector, text, integer, text[], text[], text[], text[], integer)') IS NOT NULL THEN
-        PERFORM set_config('hnsw.ef_search', greatest(40, p_limit)::text, true),
+        PERFORM set_config('hnsw.ef_search', greatest(40, pool)::text, true),
                 set_config('hnsw.iterative_scan', 'relaxed_order', true),
                 set_config('hnsw.max_scan_tuples', '20000', true);
         EXECUTE format('SELECT coalesce(array_agg(c.video_id ORDER BY c.dist), ''{}''), '
                        'coalesce(array_agg(-c.dist ORDER BY c.dist), ''{}'') FROM twotower.%I($1, $2, $3, $4, $5, $6, $7, $8) c', fname)
-            INTO ids, scores USING q, p_user_id, p_limit, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
+            INTO ids, scores USING q, p_user_id, pool, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
     ELSIF (SELECT string_to_array(extversion, '.')::int[] >= ARRAY[0, 8, 0] FROM pg_extension WHERE extname = 'vector') THEN
         -- embedded before search functions existed and `db init` not rerun since: planned per call
-        PERFORM set_config('hnsw.ef_search', greatest(40, p_limit)::text, true),
+        PERFORM set_config('hnsw.ef_search', greatest(40, pool)::text, true),
                 set_config('hnsw.iterative_scan', 'relaxed_order', true),
                 set_config('hnsw.max_scan_tuples', '20000', true);
         EXECUTE format(search, format('e.embedding::vector(%1$s) <#> $1::vector(%1$s)', m.embedding_dim))
-            INTO ids, scores USING q, p_user_id, p_limit, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
+            INTO ids, scores USING q, p_user_id, pool, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
     ELSE
-        n := p_limit;
+        n := pool;
         LOOP  -- pgvector < 0.8: over-fetch, fourfold, up to the largest ef_search
             n := least(1000, greatest(n * 4, 40));
             PERFORM set_config('hnsw.ef_search', n::text, true);
             EXECUTE format(search, format('e.embedding::vector(%1$s) <#> $1::vector(%1$s)', m.embedding_dim))
                 INTO ids, scores USING q, p_user_id, n, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
-            EXIT WHEN cardinality(ids) >= p_limit OR n >= 1000;
+            EXIT WHEN cardinality(ids) >= pool OR n >= 1000;
         END LOOP;
-        ids := ids[1:p_limit];
-        scores := scores[1:p_limit];
+        ids := ids[1:pool];
+        scores := scores[1:pool];
     END IF;
     IF cardinality(ids) < p_limit THEN  -- still short: an exact scan the index cannot serve
         EXECUTE format(search, format('(e.embedding::vector(%1$s) <#> $1::vector(%1$s)) + 0', m.embedding_dim))
-            INTO ids, scores USING q, p_user_id, p_limit, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
+            INTO ids, scores USING q, p_user_id, pool, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
+    END IF;
+    IF div > 0 THEN  -- MMR over the pool: the deck's p_limit cards, each unlike those above it
+        SELECT coalesce(array_agg(r.video_id ORDER BY r.ord), '{}'), coalesce(array_agg(r.score ORDER BY r.ord), '{}')
+        INTO ids, scores FROM mmr(m.version, ids, scores, p_limit, div) r;
     END IF;
     END IF;
     -- Reasons as reasons_for names them (inline: a function call pays for its SET), set-based: one
@@ -449,8 +545,10 @@ $fn$;
 -- user may ask only for itself; the service role (or the owner) may name any p_user_id. `anon`
 -- may not execute it at all (its EXECUTE is revoked: PostgreSQL's permission denied).
 DROP FUNCTION IF EXISTS public.recommend_videos(integer, text);  -- before the deck arguments
+DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean);  -- before p_diversity
 CREATE OR REPLACE FUNCTION public.recommend_videos(p_limit integer DEFAULT 20, p_user_id text DEFAULT NULL,
-                                                   p_deck_id text DEFAULT NULL, p_exclude_impressions boolean DEFAULT true)
+                                                   p_deck_id text DEFAULT NULL, p_exclude_impressions boolean DEFAULT true,
+                                                   p_diversity double precision DEFAULT NULL)
 RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, extensions, public, pg_catalog AS $fn$
 #variable_conflict use_column
@@ -466,13 +564,14 @@ BEGIN
         IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
             RAISE EXCEPTION 'a user may only ask for their own recommendations' USING ERRCODE = '42501';
         END IF;
-        RETURN QUERY SELECT * FROM twotower.recommend(sub, p_limit, NULL, NULL, p_exclude_impressions, p_deck_id);
+        RETURN QUERY SELECT * FROM twotower.recommend(sub, p_limit, NULL, NULL, p_exclude_impressions, p_deck_id,
+                                                       p_diversity);
     ELSE
         IF coalesce(p_user_id, sub) IS NULL THEN
             RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
         END IF;
         RETURN QUERY SELECT * FROM twotower.recommend(coalesce(p_user_id, sub), p_limit, NULL, NULL,
-                                                       p_exclude_impressions, p_deck_id);
+                                                       p_exclude_impressions, p_deck_id, p_diversity);
     END IF;
 END
 $fn$;
@@ -519,11 +618,49 @@ BEGIN
 END
 $fn$;
 
+-- The user's own diversity setting from supabase-js:
+-- supabase.rpc('twotower_set_diversity', { p_diversity: 0.3 }) for the signed-in user (null
+-- clears it: the installation's default applies); the service role names p_user_id. Returns the
+-- setting after the change. `anon` may not execute it.
+CREATE OR REPLACE FUNCTION public.twotower_set_diversity(p_diversity double precision, p_user_id text DEFAULT NULL)
+RETURNS double precision
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, public, pg_catalog AS $fn$
+DECLARE
+    caller text := current_setting('role');
+    sub text := auth.jwt() ->> 'sub';
+    who text;
+BEGIN
+    IF caller IN ('authenticated', 'anon') THEN
+        IF sub IS NULL THEN
+            RAISE EXCEPTION 'no signed-in user: call twotower_set_diversity with a user''s access token'
+                USING ERRCODE = '42501';
+        END IF;
+        IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
+            RAISE EXCEPTION 'a user may only change their own settings' USING ERRCODE = '42501';
+        END IF;
+        who := sub;
+    ELSE
+        who := coalesce(p_user_id, sub);
+        IF who IS NULL THEN
+            RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    IF p_diversity IS NOT NULL AND NOT (p_diversity >= 0 AND p_diversity <= 1) THEN
+        RAISE EXCEPTION 'p_diversity must be between 0 and 1 (or null to clear it), not %', p_diversity
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO user_settings AS s (user_id, diversity, updated_at) VALUES (who, p_diversity, now())
+    ON CONFLICT (user_id) DO UPDATE SET diversity = excluded.diversity, updated_at = excluded.updated_at;
+    RETURN p_diversity;
+END
+$fn$;
+
 -- The public wrappers: nobody but authenticated (for itself) and service_role may execute them.
 DO $$
 DECLARE f regprocedure;
 BEGIN
-    FOREACH f IN ARRAY ARRAY['public.recommend_videos(integer, text, text, boolean)',
+    FOREACH f IN ARRAY ARRAY['public.recommend_videos(integer, text, text, boolean, double precision)',
+                             'public.twotower_set_diversity(double precision, text)',
                              'public.twotower_mute(text, text, boolean, text)']::regprocedure[] LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN

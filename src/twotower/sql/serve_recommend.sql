@@ -8,7 +8,15 @@
 -- when it is newer than the user's last decision (then the whole answer is one round trip; no
 -- row at all means "not fresh": the caller computes the vector). {order} is the index's
 -- distance expression, or that expression plus zero for an exact scan the index cannot serve.
+-- The deck's diversity (rpc.sql deck_diversity, inline: the request's, the user's setting, the
+-- installation's default): above 0, the search takes a wider pool (mmr_pool) and twotower.mmr
+-- picks the k cards; at 0 the plain ranking, and mmr is never called.
 WITH {prelude}
+dv AS MATERIALIZED (
+    SELECT x.d, twotower.mmr_pool({k}, x.d) AS n
+    FROM (SELECT coalesce(%(div)s::float8, (SELECT s.diversity FROM user_settings s WHERE s.user_id = %(user_id)s),
+                          (SELECT value::float8 FROM settings WHERE key = 'diversity'), 0) AS d) x
+),
 h AS MATERIALIZED (  -- the deck filter (rpc.sql deck_hidden) plus the cards still queued for the database
     SELECT ids || %(pending)s::text[] AS ids, tags, performers, makers, n_mutes
     FROM twotower.deck_hidden(%(user_id)s, %(imp)s, %(deck)s)
@@ -21,14 +29,20 @@ c AS MATERIALIZED (
       AND ((SELECT h.n_mutes FROM h) = 0
            OR NOT twotower.is_muted(e.video_id, (SELECT h.tags FROM h), (SELECT h.performers FROM h), (SELECT h.makers FROM h)))
     ORDER BY {order}
-    LIMIT {k}
+    LIMIT (SELECT dv.n FROM dv)
 )
 SELECT r.video_id, r.score, r.liked FROM (
-    SELECT c.video_id, -c.dist AS score, NULL::text[] AS liked FROM c
+    SELECT c.video_id, -c.dist AS score, NULL::text[] AS liked, row_number() OVER (ORDER BY c.dist) AS ord
+    FROM c WHERE (SELECT dv.d FROM dv) = 0
+    UNION ALL
+    SELECT m.video_id, m.score, NULL, m.ord
+    FROM twotower.mmr({version}, ARRAY(SELECT c.video_id FROM c ORDER BY c.dist), ARRAY(SELECT -c.dist FROM c ORDER BY c.dist),
+                      {k}, (SELECT dv.d FROM dv)) m
+    WHERE (SELECT dv.d FROM dv) > 0
     UNION ALL
     SELECT NULL, NULL, ARRAY(SELECT d.video_id FROM src_decisions d
                              WHERE d.user_key = twotower.user_key(%(user_id)s) AND d.decision_type = 'like'
-                             ORDER BY d.created_at DESC LIMIT 200)
+                             ORDER BY d.created_at DESC LIMIT 200), NULL
     WHERE {guard}
 ) r
-ORDER BY r.score DESC NULLS LAST;
+ORDER BY r.ord NULLS LAST;

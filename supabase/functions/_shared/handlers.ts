@@ -42,6 +42,7 @@ interface RecommendationRequest {
   limit: number;
   exclude_impressions: boolean;
   deck_id: string | null;
+  diversity: number | null;
 }
 
 export const twoTowerRecommendations = handler(async (req, t0) => {
@@ -52,9 +53,11 @@ export const twoTowerRecommendations = handler(async (req, t0) => {
     limit: { kind: "int", default: 20, min: 1, max: 100 },
     exclude_impressions: { kind: "bool", default: true },
     deck_id: { kind: "id", required: false },
+    diversity: { kind: "unit" },
   });
   requireSelf(principal, r.user_id);
-  return await recommend(db(), r.user_id, r.limit, t0, { impressions: r.exclude_impressions, deckId: r.deck_id });
+  return await recommend(db(), r.user_id, r.limit, t0,
+    { impressions: r.exclude_impressions, deckId: r.deck_id, diversity: r.diversity });
 });
 
 export const updateUserEmbeddingHandler = handler(async (req, t0) => {

@@ -111,7 +111,8 @@ const ID = new RegExp(`^[^${BAD}\\s](?:[^${BAD}]*[^${BAD}\\s])?$`, "u");
 export type Field =
   | { kind: "id"; required: boolean }
   | { kind: "int"; default: number; min: number; max: number }
-  | { kind: "bool"; default: boolean };
+  | { kind: "bool"; default: boolean }
+  | { kind: "unit" }; // an optional number in 0..1, null allowed (pydantic: float | None, ge=0, le=1)
 
 /** Strict validation against a field table (pydantic's strict mode, as the service runs it). */
 export function validate<T>(data: Record<string, unknown>, fields: Record<string, Field>): T {
@@ -120,9 +121,17 @@ export function validate<T>(data: Record<string, unknown>, fields: Record<string
   for (const [name, f] of Object.entries(fields)) {
     const loc = ["body", name];
     const v = data[name];
-    if (v === undefined || (v === null && f.kind === "id" && !f.required)) {
+    if (v === undefined || (v === null && ((f.kind === "id" && !f.required) || f.kind === "unit"))) {
       if (f.kind === "id" && f.required) errors.push({ loc, msg: "Field required" });
-      else out[name] = f.kind === "id" ? null : f.default;
+      else out[name] = f.kind === "id" || f.kind === "unit" ? null : f.default;
+      continue;
+    }
+    if (f.kind === "unit") {  // keepFloats wraps 0.5 as {float: 0.5}; an integer (0, 1) stays a number
+      const x = typeof v === "object" && v !== null && "float" in v ? (v as { float: unknown }).float : v;
+      if (typeof x !== "number") errors.push({ loc, msg: "Input should be a valid number" });
+      else if (x < 0) errors.push({ loc, msg: "Input should be greater than or equal to 0" });
+      else if (x > 1) errors.push({ loc, msg: "Input should be less than or equal to 1" });
+      else out[name] = x;
       continue;
     }
     if (f.kind === "id") {

@@ -83,10 +83,11 @@ export interface Recommendations {
 export interface Deck {
   impressions: boolean;
   deckId: string | null;
+  diversity?: number | null; // MMR; null: the user's setting, else the installation's default
 }
 
 export async function recommend(sql: Sql, userId: string, limit: number, t0: number,
-                                deck: Deck = { impressions: true, deckId: null }): Promise<Recommendations> {
+                                deck: Deck = { impressions: true, deckId: null, diversity: null }): Promise<Recommendations> {
   const [arm] = await arms(sql, userId, false);
   // The version's model is loaded (and verified) before anything is served with it, even when
   // the stored vector makes running it unnecessary: a tampered bundle is refused at once.
@@ -98,9 +99,10 @@ export async function recommend(sql: Sql, userId: string, limit: number, t0: num
   const rows = q
     ? await sql`SELECT video_id, score, model_version, source, reasons
                 FROM twotower.recommend(${userId}, ${limit}, ${arm.version}, ${literal(q)},
-                                        ${deck.impressions}, ${deck.deckId})`
+                                        ${deck.impressions}, ${deck.deckId}, ${deck.diversity ?? null}::float8)`
     : await sql`SELECT video_id, score, model_version, source, reasons
-                FROM twotower.recommend(${userId}, ${limit}, NULL, NULL, ${deck.impressions}, ${deck.deckId})`;
+                FROM twotower.recommend(${userId}, ${limit}, NULL, NULL, ${deck.impressions}, ${deck.deckId},
+                                        ${deck.diversity ?? null}::float8)`;
   return {
     user_id: userId,
     model_version: rows.length ? rows[0].model_version : (arm?.version ?? null),
