@@ -15,7 +15,8 @@ For 1,000 random users, interleaved user by user on one connection each:
 - where the call's time goes: copies of `twotower.recommend` made for the run (and dropped after)
   without the reasons, without the two writes (recommendation_log, impressions) and without both,
   interleaved with the full one and the bare query on fresh users, plus the pieces called alone
-  (the SQL user vector, the deck filter, the version's search function with a stored vector).
+  (the SQL user vector, the deck filter, the version's search function with a stored vector);
+- MMR diversity: the call with p_diversity 0 and 0.5, interleaved per user.
 """
 
 from __future__ import annotations
@@ -156,6 +157,19 @@ def main() -> None:
             t_vec[hist] = {"p50_ms": pct(ts[20:], 50), "p99_ms": pct(ts[20:], 99)}
         c.execute("DELETE FROM user_video_decisions WHERE user_id = 'heavy'")
     parts = breakdown(s, vecs, bare, fresh)
+    # MMR diversity: the same call with p_diversity 0 and 0.5 (twotower.mmr over a pool of 80 for
+    # 20 cards), interleaved per user, impressions off so both see the same candidates
+    t_mmr: dict[str, list[float]] = {"0": [], "0.5": []}
+    with db.connect(s) as c:
+        for i, u in enumerate(users[:50] + users):
+            for d in (("0", "0.5") if i % 2 else ("0.5", "0")):
+                t0 = time.perf_counter()
+                rows = c.execute("SELECT * FROM recommend_videos(20, %s, NULL, false, %s)", (u, float(d)),
+                                 prepare=True).fetchall()
+                t_mmr[d].append((time.perf_counter() - t0) * 1000)
+                assert len(rows) == 20
+            c.commit()
+    mmr = {f"diversity_{d}": {"p50_ms": pct(ts[50:], 50), "p99_ms": pct(ts[50:], 99)} for d, ts in t_mmr.items()}
     out = {
         "commit": git_commit(), "machine": machine(), "videos": a.videos, "users_measured": len(t_bare),
         "bare_prepared": {"p50_ms": pct(t_bare, 50), "p99_ms": pct(t_bare, 99)},
@@ -165,6 +179,7 @@ def main() -> None:
         "ratio_p50_call": round(pct(t_call, 50) / pct(t_bare, 50), 2),
         "sql_user_vector_1000_likes": t_vec,
         "breakdown": parts,
+        "mmr": mmr,
     }
     print(json.dumps(out, indent=2))
     print(f"wrote {write_json(f'rpc_{a.videos}', out)}")
