@@ -22,10 +22,15 @@ The rules, fixed before any tuning (docs/benchmarks.md repeats them):
   two_tower+mmrD (impressions, and MMR re-ranking with diversity D in 0.25, 0.5, 0.75). The plain
   policies ask for diversity 0 explicitly. The default serving.diversity is chosen by a rule set
   before the run: the largest D whose like rate is at least 0.98x that of two_tower+impressions
-  (0 if none), printed at the end.
+  (0 if none), printed at the end. two_tower+exploreX (impressions, and a share X in 0.1, 0.2 of
+  each deck dealt to new videos by Thompson sampling); serving.explore_share is the largest X
+  whose like rate is at least 0.95x that of two_tower+impressions and whose share of new videos
+  with 20 answers is higher (0 if none). Between users exploration's pool is recounted (as if
+  each user arrived at least a minute after the previous one).
 Per policy: like rate (likes / answered cards, pooled), cards per session, distinct videos
 served, the share of new videos (synth cold videos: released in the last days, absent from the
-logs) that reach 20 answers, diversity@10 (tag entropy of each deck, bits); 95% intervals by
+logs) that reach 20 answers, the cards answered (all users together) until a new video's 20th
+answer (median over those that reach it), diversity@10 (tag entropy of each deck, bits); 95% intervals by
 bootstrap over users. Writes bench/results/simulate.json (untracked).
 """
 
@@ -58,7 +63,10 @@ SPEC = synth.SynthSpec(users=2200, videos=3000, decisions=120_000, seed=11)
 DECK, SESSIONS, PATIENCE, MAX_CARDS, NEW_ANSWERS = 10, 3, 4, 60, 20
 KEY = "simulate-service-key"
 MMR = (0.25, 0.5, 0.75)
-POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions", *(f"two_tower+mmr{d}" for d in MMR)]
+EXPLORE = (0.1, 0.2)
+POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions", *(f"two_tower+mmr{d}" for d in MMR),
+            *(f"two_tower+explore{x}" for x in EXPLORE)]
+EXPLORE_BUDGET = 0.95  # serving.explore_share: the largest share keeping this share of the like rate
 LIKE_BUDGET = 0.98  # serving.diversity: the largest MMR setting keeping this share of the plain deck's like rate
 
 
@@ -69,6 +77,8 @@ class Log:
     sessions: np.ndarray
     decks: list[list[int]] = field(default_factory=list)  # video indices of every deck served
     answers: np.ndarray | None = None  # per video: answers given in the simulation
+    answered: int = 0  # cards answered so far, all users
+    first20: dict[int, int] = field(default_factory=dict)  # video -> `answered` at its 20th answer
 
 
 def build(home: Path, n_users: int, seed: int):
@@ -121,6 +131,8 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
     headers = {"Authorization": f"Bearer {KEY}"}
     client = TestClient(create_app(s)).__enter__() if name.startswith("two_tower") else None
     try:
+        if client is not None:
+            refresh_explore(s)  # from the starting database's answers
         for k, user in enumerate(uids):
             decided = np.zeros(len(vid), dtype=bool)
             for _ in range(SESSIONS):
@@ -134,7 +146,8 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
                         deck = [int(i) for i in rng.choice(free, size=min(DECK, free.size), replace=False)]
                     else:
                         body = {"user_id": user, "limit": DECK, "exclude_impressions": name != "two_tower",
-                                "diversity": float(name.split("+mmr")[1]) if "+mmr" in name else 0.0}
+                                "diversity": float(name.split("+mmr")[1]) if "+mmr" in name else 0.0,
+                                "explore_share": float(name.split("+explore")[1]) if "+explore" in name else 0.0}
                         r = client.post("/v1/recommendations", json=body, headers=headers)
                         r.raise_for_status()
                         deck = [index[i["video_id"]] for i in r.json()["items"]]
@@ -148,6 +161,9 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
                         decided[v] = True
                         cards += 1
                         log.answers[v] += 1
+                        log.answered += 1
+                        if log.answers[v] == NEW_ANSWERS:
+                            log.first20[v] = log.answered
                         log.likes[k] += liked
                         nopes = 0 if liked else nopes + 1
                         if client is not None:
@@ -155,10 +171,18 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
                                  "refresh_embedding": False}  # the next deck computes the vector from the fresh history
                             client.post("/v1/decisions", json=d, headers=headers).raise_for_status()
                 log.cards[k] += cards
+            if client is not None:  # time passes between users: exploration's pool is recounted
+                refresh_explore(s)
     finally:
         if client is not None:
             client.__exit__(None, None, None)
     return log
+
+
+def refresh_explore(s: Settings) -> None:
+    with db.connection(s) as conn:
+        conn.execute("SELECT twotower.refresh_explore(interval '0')")
+        conn.commit()
 
 
 def reset(s: Settings, users: list[str]) -> None:
@@ -205,6 +229,9 @@ def summarise(log: Log, data: synth.SynthData) -> dict:
         "distinct_videos_served": len({v for d in log.decks for v in d}),
         "new_videos_served": len({v for d in log.decks for v in d if cold[v]}),
         "new_videos_with_20_answers": round(float((log.answers[cold] >= NEW_ANSWERS).mean()), 4),
+        # how soon: cards answered (by all users together) until a new video's 20th answer, median
+        "cards_until_new_video_20th_answer": (int(np.median([n for v, n in log.first20.items() if cold[v]]))
+                                              if any(cold[v] for v in log.first20) else None),
         "diversity@10": round(float(diversity(full, tags)), 3) if full.size else None,
         "decks": len(log.decks),
     }
@@ -241,20 +268,29 @@ def main() -> None:
         ok = [d for d in MMR if f"two_tower+mmr{d}" in out["policies"]
               and out["policies"][f"two_tower+mmr{d}"]["like_rate"] >= LIKE_BUDGET * plain["like_rate"]]
         out["_meta"]["chosen_diversity"] = max(ok, default=0.0)
+        ok = [x for x in EXPLORE if f"two_tower+explore{x}" in out["policies"]
+              and out["policies"][f"two_tower+explore{x}"]["like_rate"] >= EXPLORE_BUDGET * plain["like_rate"]
+              and out["policies"][f"two_tower+explore{x}"]["new_videos_with_20_answers"]
+              > plain["new_videos_with_20_answers"]]
+        out["_meta"]["chosen_explore_share"] = max(ok, default=0.0)
     db.stop_embedded(s)
     shutil.rmtree(home, ignore_errors=True)
     out["_meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
     print("\n| policy | like rate (95% CI) | x popularity | cards/session (95% CI) | x popularity | distinct videos "
-          "| new videos served | new videos with 20 answers | diversity@10 |\n|---|---|---|---|---|---|---|---|---|")
+          "| new videos served | new videos with 20 answers | cards until a new video's 20th answer | diversity@10 |"
+          "\n|---|---|---|---|---|---|---|---|---|---|")
     for name, m in out["policies"].items():
         print(f"| {name} | {m['like_rate']:.3f} ({m['like_rate_ci'][0]:.3f}-{m['like_rate_ci'][1]:.3f}) | "
               f"{m.get('like_rate_vs_popularity', 1):.2f} | {m['cards_per_session']:.1f} "
               f"({m['cards_per_session_ci'][0]:.1f}-{m['cards_per_session_ci'][1]:.1f}) | "
               f"{m.get('cards_per_session_vs_popularity', 1):.2f} | {m['distinct_videos_served']} | "
-              f"{m['new_videos_served']} | {m['new_videos_with_20_answers']:.3f} | {m['diversity@10']} |")
+              f"{m['new_videos_served']} | {m['new_videos_with_20_answers']:.3f} | "
+              f"{m['cards_until_new_video_20th_answer'] or '-'} | {m['diversity@10']} |")
     if "chosen_diversity" in out["_meta"]:
         print(f"\nserving.diversity by the rule (like rate >= {LIKE_BUDGET}x two_tower+impressions): "
               f"{out['_meta']['chosen_diversity']}")
+        print(f"serving.explore_share by the rule (like rate >= {EXPLORE_BUDGET}x two_tower+impressions, more new "
+              f"videos with 20 answers): {out['_meta']['chosen_explore_share']}")
     print(f"\nwall time {out['_meta']['wall_seconds']} s")
     write_json("simulate", out)
 

@@ -9,7 +9,7 @@ from twotower.serve import create_app
 BAD_BODIES = [{"user_id": 5}, {"user_id": "u", "limit": 0}, {"user_id": "u", "limit": 101},
               {"user_id": "u", "limit": "many"}, {"user_id": "u", "surprise": 1}, {"user_id": "x" * 200},
               {"user_id": "a\u0000b"}, {}, [1, 2], "text", None, {"user_id": "u", "diversity": 2},
-              {"user_id": "u", "diversity": "x"}]
+              {"user_id": "u", "diversity": "x"}, {"user_id": "u", "explore_share": 1.01}]
 
 
 @pytest.fixture

@@ -128,6 +128,9 @@ class ServingConfig:
     # MMR diversity of a deck when neither the request nor the user's own setting names one: 0 is
     # the plain ranking, 1 the most varied (`db init` copies it into twotower.settings).
     diversity: float = 0.0
+    # Share of a warm user's deck given to new videos (fewer than 20 answers), picked by Thompson
+    # sampling (twotower.explore_pick), when the request names none (`db init` copies it too).
+    explore_share: float = 0.0
 
 
 @dataclass
@@ -207,9 +210,9 @@ class Config:
         if not 0 < self.evaluation.test_fraction < 1:
             raise InvalidInput("evaluation.test_fraction must be between 0 and 1")
         for name, v in dataclasses.asdict(self.serving).items():
-            if name == "diversity":
+            if name in ("diversity", "explore_share"):
                 if not 0 <= v <= 1:
-                    raise InvalidInput(f"serving.diversity must be between 0 and 1, got {v}")
+                    raise InvalidInput(f"serving.{name} must be between 0 and 1, got {v}")
             elif v <= 0:
                 raise InvalidInput(f"serving.{name} must be > 0, got {v}")
 

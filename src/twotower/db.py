@@ -305,7 +305,7 @@ def _redact(url: str) -> str:
 
 def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_tables: bool = False,
             roles: bool = False, ab_salt: str = "twotower-ab", impression_ttl_seconds: float = 86400.0,
-            diversity: float = 0.0) -> list[str]:
+            diversity: float = 0.0, explore_share: float = 0.0) -> list[str]:
     """Install or upgrade twotower's schema; idempotent, serialised by an advisory lock.
 
     In order: pgvector, the `twotower` schema (adopting the tables of a pre-0.2 install from
@@ -382,6 +382,8 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(impression_ttl_seconds)),))
         conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('diversity', %s) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(diversity)),))
+        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('explore_share', %s) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(explore_share)),))
     _configure(conn)
     return applied
 
@@ -538,6 +540,8 @@ def reset(conn: psycopg.Connection) -> list[str]:
             conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text)")
             conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean)")
             conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean, double precision)")
+            conn.execute("DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean, double precision, "
+                         "double precision)")
             conn.execute("DROP FUNCTION IF EXISTS public.twotower_mute(text, text, boolean, text)")
             conn.execute("DROP FUNCTION IF EXISTS public.twotower_set_diversity(double precision, text)")
             dropped.append("functions public.recommend_videos, public.twotower_mute, public.twotower_set_diversity")

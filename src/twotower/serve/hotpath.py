@@ -44,7 +44,7 @@ class RecommendationsHotPath:
             return await _send(send, e.status, e.body(), e.headers)
         try:
             r = await recommend(fastapi_app.state.service, req.user_id, req.limit, req.exclude_decided,
-                                req.exclude_impressions, req.deck_id, req.diversity)
+                                req.exclude_impressions, req.deck_id, req.diversity, req.explore_share)
         except Exception:  # as the app's own handler: logged, and one line to the client
             log.exception("unhandled error")
             return await _send(send, 500, edge.problem("internal error"))

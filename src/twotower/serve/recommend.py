@@ -53,20 +53,25 @@ class Ask:
     impressions: bool = True  # cards served within the TTL
     deck_id: str | None = None  # continue this deck: none of its cards again
     diversity: float | None = None  # MMR; None: the user's setting, else serving.diversity
+    explore: float | None = None  # share of new videos; None: serving.explore_share
 
     def params(self, state: ServiceState) -> dict:
         return {"user_id": self.user_id, "imp": self.impressions, "deck": self.deck_id, "div": self.diversity,
+                "explore": self.explore,
                 "pending": state.pending_impressions(self.user_id, self.impressions, self.deck_id)}
 
 
 async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool, impressions: bool = True,
-                    deck_id: str | None = None, diversity: float | None = None) -> dict:
+                    deck_id: str | None = None, diversity: float | None = None,
+                    explore: float | None = None) -> dict:
     """The response body as a plain dict: the route sends it as JSON without re-validating it."""
     t0 = time.perf_counter()
     if not state.db_ok:
         return fallback(state, user_id, limit, t0)
     version = state.assign(user_id)
-    ask = Ask(user_id, limit, exclude, impressions, deck_id, diversity)
+    ask = Ask(user_id, limit, exclude, impressions, deck_id, diversity, explore)
+    if explore:
+        state.explore_asked = True
     try:
         return await state.run(lambda conn: _recommend(state, conn, ask, version, t0))
     except DB_DOWN:  # after one retry on a fresh connection: the database is really gone
@@ -95,13 +100,28 @@ async def _recommend(state: ServiceState, conn, ask: Ask, version: str | None, t
                 return await _popular(state, conn, ask, "cold_start", version, t0)
             rows = await _search(conn, art, ask, ask.params(state), q, state.iterative)
     liked = rows.pop()[2] or []  # the last row carries the user's recent likes
-    ids = [r[0] for r in rows]
+    ranked = [r for r in rows if not r[3]]
+    ids = [r[0] for r in ranked]
     reasons = state.reasons.explain(liked, ids)
-    items = [{"video_id": v, "score": s, "reasons": why} for (v, s, _), why in zip(rows, reasons, strict=True)]
+    items = [{"video_id": v, "score": s, "reasons": why} for (v, s, _, _), why in zip(ranked, reasons, strict=True)]
+    explored = [{"video_id": v, "score": s, "reasons": ["new video"], "source": "explore"}
+                for v, s, _, x in rows if x]
+    if explored:
+        items = deal(items, explored, limit)
+        ids = [i["video_id"] for i in items]
     if len(items) < limit:  # the filter left the list short: fill with popular videos the deck allows
         items += await _fill(state, conn, ask, limit - len(items), set(ids), ["popular"])
     state.record(user_id, version, "two_tower", [i["video_id"] for i in items], ask.deck_id)
     return _body(user_id, version, "two_tower", items, t0)
+
+
+def deal(ranked: list[dict], explored: list[dict], limit: int) -> list[dict]:
+    """Exploration's cards at evenly spread positions (j * (n + 1) // (e + 1) for the j-th of e
+    in a deck of n), the ranked ones in order around them, as twotower.recommend deals them."""
+    total = min(len(ranked), limit - len(explored)) + len(explored)
+    at = {j * (total + 1) // (len(explored) + 1): x for j, x in enumerate(explored, 1)}
+    rest = iter(ranked)
+    return [at[pos] if pos in at else next(rest) for pos in range(1, total + 1)]
 
 
 def _body(user_id: str, version: str | None, source: str, items: list[dict], t0: float) -> dict:
@@ -149,15 +169,20 @@ async def _search(conn, art: Artifacts, ask: Ask, params: dict, q: np.ndarray | 
                 await conn.execute(*search_settings(n, 0, False))
                 stmt = _statement(art.version, art.dim, n, exclude, q is None, False)
                 rows = await (await conn.execute(stmt, params, binary=True)).fetchall()
-            if not rows or len(rows) - 1 >= limit or n >= OVERFETCH_MAX:
+            if not rows or _ranked(rows) >= limit or n >= OVERFETCH_MAX:
                 break
-        if len(rows) - 1 > limit:
-            rows = rows[:limit] + rows[-1:]  # the best `limit`, then the likes row
-    if rows and len(rows) - 1 < limit:
+        if _ranked(rows) > limit:  # the best `limit`, exploration's picks, then the likes row
+            rows = [r for r in rows[:-1] if not r[3]][:limit] + [r for r in rows[:-1] if r[3]] + rows[-1:]
+    if rows and _ranked(rows) < limit:
         # Still short after the bounded scan: exact search over what the deck allows.
         stmt = _statement(art.version, art.dim, limit, exclude, q is None, True)
         rows = await (await conn.execute(stmt, params, binary=True)).fetchall()
     return rows
+
+
+def _ranked(rows: list[tuple]) -> int:
+    """Ranked rows of a search answer (not exploration's picks, not the likes row)."""
+    return sum(1 for r in rows if r[3] is False)
 
 
 async def _fill(state: ServiceState, conn, ask: Ask, n: int, taken: set[str], reasons: list[str]) -> list[dict]:

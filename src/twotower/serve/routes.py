@@ -80,7 +80,7 @@ async def post_recommendations(state: StateDep, who: PrincipalDep, request: Requ
     # Requests normally go to serve/hotpath.py, which does the same without FastAPI's layers.
     who.require(body.user_id)
     r = await recommend(state, body.user_id, body.limit, body.exclude_decided, body.exclude_impressions,
-                        body.deck_id, body.diversity)
+                        body.deck_id, body.diversity, body.explore_share)
     request.state.source = r["source"]
     # Built by our own code in the documented shape (RecommendationResponse; a test validates it):
     # sent as is, without a second validation pass, which cost more than the search.

@@ -45,12 +45,16 @@ class RecommendationRequest(Strict):
     # MMR re-ranking: 0 the plain ranking .. 1 the most varied; null: the user's own setting
     # (PUT /v1/users/{id}/settings), else serving.diversity
     diversity: float | None = Field(None, ge=0, le=1)
+    # share of the deck dealt to new videos (Thompson sampling), marked "source": "explore";
+    # null: serving.explore_share
+    explore_share: float | None = Field(None, ge=0, le=1)
 
 
 class Item(BaseModel):
     video_id: str
     score: float
     reasons: list[str] = []
+    source: Literal["explore"] | None = None  # only on exploration's cards
 
 
 class RecommendationResponse(BaseModel):

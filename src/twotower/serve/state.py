@@ -38,6 +38,7 @@ class ServiceState:
     models: dict[str, Artifacts] = field(default_factory=dict)
     shares: list[tuple[str, float]] = field(default_factory=list)  # active versions, sorted
     popular: list[tuple[str, float]] = field(default_factory=list)
+    explore_asked: bool = False  # a request asked for exploration: keep its pool fresh
     reasons: ReasonIndex = field(default_factory=ReasonIndex.empty)
     reasons_mark: tuple | None = None  # (videos, last video change) the index was built at
     db_ok: bool = False
@@ -266,6 +267,10 @@ class ServiceState:
     async def refresh_popular(self, n: int = 500) -> None:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(sql("serve_popular"), {"n": n})).fetchall()
+            # exploration's pool of new videos (at most once a minute), where exploration is on:
+            # the installation's explore_share, or a request that asked for a share
+            await conn.execute("SELECT twotower.refresh_explore(interval '1 minute') "
+                               "WHERE %s OR twotower.explore_count(100) > 0", (self.explore_asked,))
         self.popular = [(v, float(s)) for v, s in rows]
 
     # ------------------------------------------------------------------ reasons

@@ -253,6 +253,70 @@ BEGIN
 END
 $fn$;
 
+-- Recompute explore_cache when it is older than p_age (one caller at a time): among the newest
+-- 2,000 videos, those with fewer than 20 answers, newest first, at most 500, with their counts.
+CREATE OR REPLACE FUNCTION twotower.refresh_explore(p_age interval)
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = twotower, pg_catalog AS $fn$
+BEGIN
+    IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'explore_at'), '-infinity') > now() - p_age
+       OR NOT pg_try_advisory_xact_lock(hashtext('twotower.explore')) THEN
+        RETURN;
+    END IF;
+    DELETE FROM explore_cache;
+    INSERT INTO explore_cache (video_id, likes, nopes, released_at)
+    WITH recent AS (
+        SELECT v.id, v.video_key, coalesce(v.product_released_at, v.created_at) AS at FROM src_videos v
+        ORDER BY coalesce(v.product_released_at, v.created_at) DESC NULLS LAST, v.id LIMIT 2000
+    )
+    SELECT r.id, count(*) FILTER (WHERE d.decision_type = 'like'), count(*) FILTER (WHERE d.decision_type = 'nope'), r.at
+    FROM recent r LEFT JOIN src_decisions d ON d.video_key = r.video_key
+    GROUP BY r.id, r.at
+    HAVING count(d.video_key) < 20
+    ORDER BY r.at DESC NULLS LAST, r.id LIMIT 500;
+    INSERT INTO settings (key, value) VALUES ('explore_at', now()::text)
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+END
+$fn$;
+
+-- How many cards of a deck of p_limit go to exploration: the request's share, else the
+-- installation's (settings 'explore_share', written by `db init` from serving.explore_share),
+-- rounded half up.
+CREATE OR REPLACE FUNCTION twotower.explore_count(p_limit integer, p_share double precision DEFAULT NULL)
+RETURNS integer LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+SELECT least(p_limit, floor(p_limit * coalesce(p_share, (SELECT value::float8 FROM settings WHERE key = 'explore_share'), 0)
+                            + 0.5))::integer
+$$;
+
+-- Thompson sampling over explore_cache for one user: each candidate (not decided, not hidden by
+-- the deck filter, not muted, not already in p_taken) has a Beta posterior whose prior is the
+-- model's score for this user (its rank among the candidates, mapped to a like rate of 0.1..0.9,
+-- worth 4 answers) updated by the video's observed likes and nopes; one draw each (the normal
+-- approximation of the Beta, so plain SQL can draw it), the p_n highest win. Every path calls
+-- this one function.
+CREATE OR REPLACE FUNCTION twotower.explore_pick(p_version text, p_q vector, p_user_id text, p_n integer,
+                                                 p_hidden text[], p_tags text[], p_performers text[], p_makers text[],
+                                                 p_n_mutes integer, p_taken text[])
+RETURNS TABLE (video_id text, score double precision)
+LANGUAGE sql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $$
+WITH c AS (
+    SELECT x.video_id, x.likes, x.nopes, -(e.embedding <#> p_q) AS s
+    FROM explore_cache x JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = x.video_id
+    WHERE p_n > 0 AND p_q IS NOT NULL
+      AND NOT (x.video_id = ANY (p_hidden)) AND NOT (x.video_id = ANY (p_taken))
+      AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)
+                      AND d.video_key = twotower.video_key(x.video_id))
+      AND (p_n_mutes = 0 OR NOT twotower.is_muted(x.video_id, p_tags, p_performers, p_makers))
+), p AS (
+    SELECT c.video_id, c.s, 4 * (0.1 + 0.8 * cume_dist() OVER (ORDER BY c.s)) + c.likes AS a,
+           4 * (0.9 - 0.8 * cume_dist() OVER (ORDER BY c.s)) + c.nopes AS b
+    FROM c
+)
+SELECT p.video_id, p.s FROM p
+ORDER BY p.a / (p.a + p.b) + sqrt(p.a * p.b / ((p.a + p.b) ^ 2 * (p.a + p.b + 1)))
+         * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) DESC
+LIMIT greatest(p_n, 0)
+$$;
+
 -- Reasons, as the service names them: up to 3 tags, then up to 2 performers, each in name order,
 -- that a video shares with the user's 200 most recent likes.
 CREATE OR REPLACE FUNCTION twotower.reasons_for(p_user_id text, p_video_ids text[])
@@ -362,9 +426,11 @@ END $$;
 DROP FUNCTION IF EXISTS twotower.recommend(text, integer);  -- before p_version, p_vector
 DROP FUNCTION IF EXISTS twotower.recommend(text, integer, text, vector);  -- before the deck filter
 DROP FUNCTION IF EXISTS twotower.recommend(text, integer, text, vector, boolean, text);  -- before p_diversity
+DROP FUNCTION IF EXISTS twotower.recommend(text, integer, text, vector, boolean, text, double precision);  -- before exploration
 CREATE OR REPLACE FUNCTION twotower.recommend(p_user_id text, p_limit integer, p_version text DEFAULT NULL,
                                               p_vector vector DEFAULT NULL, p_exclude_impressions boolean DEFAULT true,
-                                              p_deck_id text DEFAULT NULL, p_diversity double precision DEFAULT NULL)
+                                              p_deck_id text DEFAULT NULL, p_diversity double precision DEFAULT NULL,
+                                              p_explore_share double precision DEFAULT NULL)
 RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
 LANGUAGE plpgsql VOLATILE SET search_path = twotower, extensions, public, pg_catalog
 SET plan_cache_mode = force_generic_plan AS $fn$
@@ -381,12 +447,24 @@ DECLARE
     search text;
     div float8;
     pool integer;
+    xn integer;
+    xids text[] := '{}';
+    xscores float8[] := '{}';
+    xpos integer[] := '{}';  -- the deck positions (ords) dealt to exploration
+    merged_ids text[];
+    merged_scores float8[];
+    total integer;
+    ri integer;
+    xi integer;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100 THEN
         RAISE EXCEPTION 'p_limit must be between 1 and 100, not %', p_limit USING ERRCODE = '22023';
     END IF;
     IF p_diversity IS NOT NULL AND NOT (p_diversity >= 0 AND p_diversity <= 1) THEN
         RAISE EXCEPTION 'p_diversity must be between 0 and 1, not %', p_diversity USING ERRCODE = '22023';
+    END IF;
+    IF p_explore_share IS NOT NULL AND NOT (p_explore_share >= 0 AND p_explore_share <= 1) THEN
+        RAISE EXCEPTION 'p_explore_share must be between 0 and 1, not %', p_explore_share USING ERRCODE = '22023';
     END IF;
     div := deck_diversity(p_user_id, p_diversity);
     pool := mmr_pool(p_limit, div);
@@ -480,6 +558,38 @@ BEGIN
         SELECT coalesce(array_agg(r.video_id ORDER BY r.ord), '{}'), coalesce(array_agg(r.score ORDER BY r.ord), '{}')
         INTO ids, scores FROM mmr(m.version, ids, scores, p_limit, div) r;
     END IF;
+    xn := explore_count(p_limit, p_explore_share);
+    IF xn > 0 THEN  -- exploration: Thompson-sampled new videos at evenly spread positions
+        IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'explore_at'), '-infinity')
+           <= now() - interval '1 minute' THEN
+            PERFORM refresh_explore(interval '1 minute');
+        END IF;
+        SELECT coalesce(array_agg(x.video_id ORDER BY x.o), '{}'), coalesce(array_agg(x.score ORDER BY x.o), '{}')
+        INTO xids, xscores
+        FROM explore_pick(m.version, q, p_user_id, xn, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes, ids)
+             WITH ORDINALITY AS x(video_id, score, o);
+        IF cardinality(xids) > 0 THEN  -- as serve/recommend.py deal()
+            total := least(cardinality(ids), p_limit - cardinality(xids)) + cardinality(xids);
+            merged_ids := '{}';
+            merged_scores := '{}';
+            ri := 1;
+            xi := 1;
+            FOR pos IN 1..total LOOP
+                IF xi <= cardinality(xids) AND pos = floor(xi * (total + 1)::float8 / (cardinality(xids) + 1)) THEN
+                    merged_ids := merged_ids || xids[xi];
+                    merged_scores := merged_scores || xscores[xi];
+                    xpos := xpos || pos;
+                    xi := xi + 1;
+                ELSE
+                    merged_ids := merged_ids || ids[ri];
+                    merged_scores := merged_scores || scores[ri];
+                    ri := ri + 1;
+                END IF;
+            END LOOP;
+            ids := merged_ids;
+            scores := merged_scores;
+        END IF;
+    END IF;
     END IF;
     -- Reasons as reasons_for names them (inline: a function call pays for its SET), set-based: one
     -- join of the served videos' tags (performers) with those of the 200 latest likes, instead of
@@ -531,10 +641,12 @@ BEGIN
         SET last_served_at = greatest(i.last_served_at, excluded.last_served_at), times_served = i.times_served + 1,
             deck_id = coalesce(excluded.deck_id, i.deck_id)
     )
-    SELECT s.video_id, s.score, CASE WHEN src = 'cold_start' THEN NULL ELSE m.version END, src,
+    SELECT s.video_id, s.score, CASE WHEN src = 'cold_start' THEN NULL ELSE m.version END,
+           CASE WHEN s.ord = ANY (xpos) THEN 'explore' ELSE src END,
            CASE WHEN s.ord > (SELECT count(*) FROM fresh) THEN ARRAY['seen before']
                 WHEN src = 'cold_start' THEN ARRAY['popular and recent']
                 WHEN s.ord > cardinality(ids) THEN ARRAY['popular']
+                WHEN s.ord = ANY (xpos) THEN ARRAY['new video']
                 ELSE coalesce(tr.r, '{}') || coalesce(pr.r, '{}') END
     FROM served s LEFT JOIN tag_reasons tr ON tr.ord = s.ord LEFT JOIN performer_reasons pr ON pr.ord = s.ord
     ORDER BY s.ord;
@@ -546,9 +658,11 @@ $fn$;
 -- may not execute it at all (its EXECUTE is revoked: PostgreSQL's permission denied).
 DROP FUNCTION IF EXISTS public.recommend_videos(integer, text);  -- before the deck arguments
 DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean);  -- before p_diversity
+DROP FUNCTION IF EXISTS public.recommend_videos(integer, text, text, boolean, double precision);  -- before exploration
 CREATE OR REPLACE FUNCTION public.recommend_videos(p_limit integer DEFAULT 20, p_user_id text DEFAULT NULL,
                                                    p_deck_id text DEFAULT NULL, p_exclude_impressions boolean DEFAULT true,
-                                                   p_diversity double precision DEFAULT NULL)
+                                                   p_diversity double precision DEFAULT NULL,
+                                                   p_explore_share double precision DEFAULT NULL)
 RETURNS TABLE (video_id text, score double precision, model_version text, source text, reasons text[])
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, extensions, public, pg_catalog AS $fn$
 #variable_conflict use_column
@@ -565,13 +679,13 @@ BEGIN
             RAISE EXCEPTION 'a user may only ask for their own recommendations' USING ERRCODE = '42501';
         END IF;
         RETURN QUERY SELECT * FROM twotower.recommend(sub, p_limit, NULL, NULL, p_exclude_impressions, p_deck_id,
-                                                       p_diversity);
+                                                       p_diversity, p_explore_share);
     ELSE
         IF coalesce(p_user_id, sub) IS NULL THEN
             RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
         END IF;
         RETURN QUERY SELECT * FROM twotower.recommend(coalesce(p_user_id, sub), p_limit, NULL, NULL,
-                                                       p_exclude_impressions, p_deck_id, p_diversity);
+                                                       p_exclude_impressions, p_deck_id, p_diversity, p_explore_share);
     END IF;
 END
 $fn$;
@@ -659,7 +773,7 @@ $fn$;
 DO $$
 DECLARE f regprocedure;
 BEGIN
-    FOREACH f IN ARRAY ARRAY['public.recommend_videos(integer, text, text, boolean, double precision)',
+    FOREACH f IN ARRAY ARRAY['public.recommend_videos(integer, text, text, boolean, double precision, double precision)',
                              'public.twotower_set_diversity(double precision, text)',
                              'public.twotower_mute(text, text, boolean, text)']::regprocedure[] LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);

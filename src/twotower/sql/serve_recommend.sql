@@ -10,12 +10,19 @@
 -- distance expression, or that expression plus zero for an exact scan the index cannot serve.
 -- The deck's diversity (rpc.sql deck_diversity, inline: the request's, the user's setting, the
 -- installation's default): above 0, the search takes a wider pool (mmr_pool) and twotower.mmr
--- picks the k cards; at 0 the plain ranking, and mmr is never called.
+-- picks the k cards; at 0 the plain ranking, and mmr is never called. With an explore share,
+-- explore_pick's Thompson-sampled new videos follow the ranked rows (explore true); the service
+-- deals them into the deck as twotower.recommend does.
 WITH {prelude}
 dv AS MATERIALIZED (
     SELECT x.d, twotower.mmr_pool({k}, x.d) AS n
     FROM (SELECT coalesce(%(div)s::float8, (SELECT s.diversity FROM user_settings s WHERE s.user_id = %(user_id)s),
                           (SELECT value::float8 FROM settings WHERE key = 'diversity'), 0) AS d) x
+),
+xn AS MATERIALIZED (  -- exploration's cards (rpc.sql explore_count, inline)
+    SELECT least({k}, floor({k} * coalesce(%(explore)s::float8,
+                                           (SELECT value::float8 FROM settings WHERE key = 'explore_share'), 0)
+                             + 0.5))::integer AS n
 ),
 h AS MATERIALIZED (  -- the deck filter (rpc.sql deck_hidden) plus the cards still queued for the database
     SELECT ids || %(pending)s::text[] AS ids, tags, performers, makers, n_mutes
@@ -31,18 +38,25 @@ c AS MATERIALIZED (
     ORDER BY {order}
     LIMIT (SELECT dv.n FROM dv)
 )
-SELECT r.video_id, r.score, r.liked FROM (
-    SELECT c.video_id, -c.dist AS score, NULL::text[] AS liked, row_number() OVER (ORDER BY c.dist) AS ord
+SELECT r.video_id, r.score, r.liked, r.explore FROM (
+    SELECT c.video_id, -c.dist AS score, NULL::text[] AS liked, false AS explore,
+           row_number() OVER (ORDER BY c.dist) AS ord
     FROM c WHERE (SELECT dv.d FROM dv) = 0
     UNION ALL
-    SELECT m.video_id, m.score, NULL, m.ord
+    SELECT m.video_id, m.score, NULL, false, m.ord
     FROM twotower.mmr({version}, ARRAY(SELECT c.video_id FROM c ORDER BY c.dist), ARRAY(SELECT -c.dist FROM c ORDER BY c.dist),
                       {k}, (SELECT dv.d FROM dv)) m
     WHERE (SELECT dv.d FROM dv) > 0
+    UNION ALL  -- exploration's picks, after the ranked cards (the service deals them into the deck)
+    SELECT x.video_id, x.score, NULL, true, 100000 + x.o
+    FROM twotower.explore_pick({version}, {q}, %(user_id)s, (SELECT xn.n FROM xn), (SELECT h.ids FROM h),
+                               (SELECT h.tags FROM h), (SELECT h.performers FROM h), (SELECT h.makers FROM h),
+                               (SELECT h.n_mutes FROM h), ARRAY(SELECT c.video_id FROM c)) WITH ORDINALITY AS x(video_id, score, o)
+    WHERE (SELECT xn.n FROM xn) > 0 AND {guard}
     UNION ALL
     SELECT NULL, NULL, ARRAY(SELECT d.video_id FROM src_decisions d
                              WHERE d.user_key = twotower.user_key(%(user_id)s) AND d.decision_type = 'like'
-                             ORDER BY d.created_at DESC LIMIT 200), NULL
+                             ORDER BY d.created_at DESC LIMIT 200), NULL, NULL
     WHERE {guard}
 ) r
 ORDER BY r.ord NULLS LAST;

@@ -43,6 +43,7 @@ interface RecommendationRequest {
   exclude_impressions: boolean;
   deck_id: string | null;
   diversity: number | null;
+  explore_share: number | null;
 }
 
 export const twoTowerRecommendations = handler(async (req, t0) => {
@@ -54,10 +55,11 @@ export const twoTowerRecommendations = handler(async (req, t0) => {
     exclude_impressions: { kind: "bool", default: true },
     deck_id: { kind: "id", required: false },
     diversity: { kind: "unit" },
+    explore_share: { kind: "unit" },
   });
   requireSelf(principal, r.user_id);
   return await recommend(db(), r.user_id, r.limit, t0,
-    { impressions: r.exclude_impressions, deckId: r.deck_id, diversity: r.diversity });
+    { impressions: r.exclude_impressions, deckId: r.deck_id, diversity: r.diversity, explore: r.explore_share });
 });
 
 export const updateUserEmbeddingHandler = handler(async (req, t0) => {

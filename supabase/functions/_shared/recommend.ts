@@ -22,6 +22,7 @@ export interface Item {
   video_id: string;
   score: number;
   reasons: string[];
+  source?: "explore"; // only on exploration's cards
 }
 
 /** The versions to serve (the user's arm) or to refresh (every active one), in one round trip:
@@ -84,10 +85,11 @@ export interface Deck {
   impressions: boolean;
   deckId: string | null;
   diversity?: number | null; // MMR; null: the user's setting, else the installation's default
+  explore?: number | null; // share of new videos (Thompson sampling); null: the installation's
 }
 
 export async function recommend(sql: Sql, userId: string, limit: number, t0: number,
-                                deck: Deck = { impressions: true, deckId: null, diversity: null }): Promise<Recommendations> {
+                                deck: Deck = { impressions: true, deckId: null, diversity: null, explore: null }): Promise<Recommendations> {
   const [arm] = await arms(sql, userId, false);
   // The version's model is loaded (and verified) before anything is served with it, even when
   // the stored vector makes running it unnecessary: a tampered bundle is refused at once.
@@ -99,15 +101,21 @@ export async function recommend(sql: Sql, userId: string, limit: number, t0: num
   const rows = q
     ? await sql`SELECT video_id, score, model_version, source, reasons
                 FROM twotower.recommend(${userId}, ${limit}, ${arm.version}, ${literal(q)},
-                                        ${deck.impressions}, ${deck.deckId}, ${deck.diversity ?? null}::float8)`
+                                        ${deck.impressions}, ${deck.deckId}, ${deck.diversity ?? null}::float8,
+                                        ${deck.explore ?? null}::float8)`
     : await sql`SELECT video_id, score, model_version, source, reasons
                 FROM twotower.recommend(${userId}, ${limit}, NULL, NULL, ${deck.impressions}, ${deck.deckId},
-                                        ${deck.diversity ?? null}::float8)`;
+                                        ${deck.diversity ?? null}::float8, ${deck.explore ?? null}::float8)`;
+  // exploration's cards say so in their item; the deck's source is that of the ranked ones
+  const ranked = rows.find((r) => r.source !== "explore");
   return {
     user_id: userId,
     model_version: rows.length ? rows[0].model_version : (arm?.version ?? null),
-    source: rows.length ? rows[0].source : "cold_start",
-    items: rows.map((r) => ({ video_id: r.video_id, score: r.score, reasons: r.reasons ?? [] })),
+    source: ranked ? ranked.source : rows.length ? "two_tower" : "cold_start",
+    items: rows.map((r) => ({
+      video_id: r.video_id, score: r.score, reasons: r.reasons ?? [],
+      ...(r.source === "explore" ? { source: "explore" } : {}),
+    })),
     took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
   };
 }
