@@ -27,9 +27,12 @@ The rules, fixed before any tuning (docs/benchmarks.md repeats them):
   whose like rate is at least 0.95x that of two_tower+impressions and whose share of new videos
   with 20 answers is higher (0 if none). Between users exploration's pool is recounted (as if
   each user arrived at least a minute after the previous one).
+  two_tower+onboarding (impressions): before their first session each user picks 3 tags at
+  sign-up (POST /v1/users/{id}/preferences): the tags, among those with 10 or more videos, whose
+  videos they would like most often by their own answers.
 Per policy: like rate (likes / answered cards, pooled), cards per session, distinct videos
 served, the share of new videos (synth cold videos: released in the last days, absent from the
-logs) that reach 20 answers, the cards answered (all users together) until a new video's 20th
+logs) that reach 20 answers, the answers a new video gets on average, the cards answered (all users together) until a new video's 20th
 answer (median over those that reach it), diversity@10 (tag entropy of each deck, bits); 95% intervals by
 bootstrap over users. Writes bench/results/simulate.json (untracked).
 """
@@ -65,7 +68,8 @@ KEY = "simulate-service-key"
 MMR = (0.25, 0.5, 0.75)
 EXPLORE = (0.1, 0.2)
 POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions", *(f"two_tower+mmr{d}" for d in MMR),
-            *(f"two_tower+explore{x}" for x in EXPLORE)]
+            *(f"two_tower+explore{x}" for x in EXPLORE), "two_tower+onboarding"]
+PICKS = 3  # onboarding: the tags a simulated user picks at sign-up
 EXPLORE_BUDGET = 0.95  # serving.explore_share: the largest share keeping this share of the like rate
 LIKE_BUDGET = 0.98  # serving.diversity: the largest MMR setting keeping this share of the plain deck's like rate
 
@@ -130,11 +134,14 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
     log = Log(np.zeros(sim.size), np.zeros(sim.size), np.zeros(sim.size), answers=np.zeros(len(vid)))
     headers = {"Authorization": f"Bearer {KEY}"}
     client = TestClient(create_app(s)).__enter__() if name.startswith("two_tower") else None
+    picks = onboarding_picks(data, like, index) if name.endswith("onboarding") else None
     try:
         if client is not None:
             refresh_explore(s)  # from the starting database's answers
         for k, user in enumerate(uids):
             decided = np.zeros(len(vid), dtype=bool)
+            if picks is not None:
+                client.post(f"/v1/users/{user}/preferences", json={"tags": picks[k]}, headers=headers).raise_for_status()
             for _ in range(SESSIONS):
                 log.sessions[k] += 1
                 cards = nopes = 0
@@ -177,6 +184,19 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
         if client is not None:
             client.__exit__(None, None, None)
     return log
+
+
+def onboarding_picks(data: synth.SynthData, like: np.ndarray, index: dict[str, int]) -> list[list[str]]:
+    """The PICKS tags each simulated user picks at sign-up: those whose videos they would like
+    most often (their own answers, as a person knows their taste; no model reads them)."""
+    t = data.tags.select(pl.col("video_id").replace_strict(index, return_dtype=pl.Int64).alias("i"), "tag_name")
+    names = sorted(set(t["tag_name"].to_list()))
+    col = {n: j for j, n in enumerate(names)}
+    tags = np.zeros((len(index), len(names)), dtype=np.float32)
+    tags[t["i"].to_numpy(), [col[n] for n in t["tag_name"].to_list()]] = 1
+    rate = (like.astype(np.float32) @ tags) / np.maximum(tags.sum(axis=0), 1)
+    rate[:, tags.sum(axis=0) < 10] = -1  # a tag with a handful of videos says little
+    return [[names[j] for j in np.argsort(-r, kind="stable")[:PICKS]] for r in rate]
 
 
 def refresh_explore(s: Settings) -> None:
@@ -229,6 +249,7 @@ def summarise(log: Log, data: synth.SynthData) -> dict:
         "distinct_videos_served": len({v for d in log.decks for v in d}),
         "new_videos_served": len({v for d in log.decks for v in d if cold[v]}),
         "new_videos_with_20_answers": round(float((log.answers[cold] >= NEW_ANSWERS).mean()), 4),
+        "answers_per_new_video": round(float(log.answers[cold].mean()), 2),
         # how soon: cards answered (by all users together) until a new video's 20th answer, median
         "cards_until_new_video_20th_answer": (int(np.median([n for v, n in log.first20.items() if cold[v]]))
                                               if any(cold[v] for v in log.first20) else None),
@@ -277,14 +298,14 @@ def main() -> None:
     shutil.rmtree(home, ignore_errors=True)
     out["_meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
     print("\n| policy | like rate (95% CI) | x popularity | cards/session (95% CI) | x popularity | distinct videos "
-          "| new videos served | new videos with 20 answers | cards until a new video's 20th answer | diversity@10 |"
-          "\n|---|---|---|---|---|---|---|---|---|---|")
+          "| new videos served | answers per new video | new videos with 20 answers | cards until a new video's 20th "
+          "answer | diversity@10 |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in out["policies"].items():
         print(f"| {name} | {m['like_rate']:.3f} ({m['like_rate_ci'][0]:.3f}-{m['like_rate_ci'][1]:.3f}) | "
               f"{m.get('like_rate_vs_popularity', 1):.2f} | {m['cards_per_session']:.1f} "
               f"({m['cards_per_session_ci'][0]:.1f}-{m['cards_per_session_ci'][1]:.1f}) | "
               f"{m.get('cards_per_session_vs_popularity', 1):.2f} | {m['distinct_videos_served']} | "
-              f"{m['new_videos_served']} | {m['new_videos_with_20_answers']:.3f} | "
+              f"{m['new_videos_served']} | {m['answers_per_new_video']} | {m['new_videos_with_20_answers']:.3f} | "
               f"{m['cards_until_new_video_20th_answer'] or '-'} | {m['diversity@10']} |")
     if "chosen_diversity" in out["_meta"]:
         print(f"\nserving.diversity by the rule (like rate >= {LIKE_BUDGET}x two_tower+impressions): "

@@ -356,6 +356,24 @@ def test_jwks_keys_verify_user_tokens(world, tmp_path):
         assert edge.post("two_tower_recommendations", json={"user_id": "u001"}, headers=token("u001")).status_code == 200
 
 
+def test_onboarding_and_nopes_answer_as_the_service(world):
+    """A user without likes who picked tags gets the onboarding deck from the function too, for a
+    profile without decisions and for one with only nopes (whose vector the function builds)."""
+    with db.connection(url=world.url) as conn, edge_server(world) as edge, \
+            TestClient(create_app(app_settings(world.settings))) as svc:
+        tag = conn.execute("SELECT tag_name FROM video_tags GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
+        for u in ("edge-cold", "edge-nopes"):
+            conn.execute("SELECT public.twotower_set_preferences(ARRAY[%s], '{}', '{}', %s)", (tag, u))
+            conn.commit()
+            body = {"user_id": u, "limit": 10, "exclude_impressions": False}
+            e = edge.post("two_tower_recommendations", json=body, headers=SVC).json()
+            p = svc.post("/v1/recommendations", json=body, headers=SVC).json()
+            assert e["source"] == p["source"] == "onboarding", (u, e, p)
+            assert _canon(e["items"]) == _canon(p["items"]) and all(i["reasons"] == ["your picks"] for i in e["items"])
+            conn.execute("DELETE FROM twotower.user_preferences WHERE user_id = %s", (u,))
+            conn.commit()
+
+
 def test_a_tampered_artifact_is_refused_before_serving(world, tmp_path):
     store = tmp_path / "store"
     b = edge_functions.bundle(world.settings.path("artifacts") / "hyb", store)

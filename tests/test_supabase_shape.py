@@ -149,10 +149,11 @@ def fingerprint(url: str) -> dict:
                         "WHERE schemaname IN ('public', 'auth') ORDER BY 1, 2, 3",
             "grants": "SELECT c.oid::regclass::text, c.relacl::text, c.relrowsecurity FROM pg_class c "
                       "WHERE c.relnamespace IN ('public'::regnamespace, 'auth'::regnamespace) ORDER BY 1",
-            # twotower's own public.recommend_videos, twotower_mute, twotower_set_diversity (recorded, dropped by db reset) are not the app's
+            # twotower's own public functions (recorded, dropped by db reset) are not the app's
             "functions": "SELECT p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)), p.proacl::text FROM pg_proc p "
                          "WHERE p.pronamespace IN ('public'::regnamespace, 'auth'::regnamespace) "
-                         "AND p.proname NOT IN ('recommend_videos', 'twotower_mute', 'twotower_set_diversity') ORDER BY 1",
+                         "AND p.proname NOT IN ('recommend_videos', 'twotower_mute', 'twotower_set_diversity', "
+                         "'twotower_set_preferences') ORDER BY 1",
         }.items():
             out[name] = c.execute(q).fetchall()
     return out
@@ -234,7 +235,8 @@ def test_the_whole_pipeline_leaves_the_app_as_it_was(supa, tmp_path):
     with db.connection(url=owner) as conn:
         dropped = db.reset(conn)
     # no demo tables, no auth stand-in: the app's are untouched
-    assert dropped == ["schema twotower", "functions public.recommend_videos, public.twotower_mute, public.twotower_set_diversity"]
+    assert dropped == ["schema twotower", "functions public.recommend_videos, public.twotower_mute, "
+                       "public.twotower_set_diversity, public.twotower_set_preferences"]
     assert fingerprint(su) == before
 
 

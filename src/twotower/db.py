@@ -544,7 +544,9 @@ def reset(conn: psycopg.Connection) -> list[str]:
                          "double precision)")
             conn.execute("DROP FUNCTION IF EXISTS public.twotower_mute(text, text, boolean, text)")
             conn.execute("DROP FUNCTION IF EXISTS public.twotower_set_diversity(double precision, text)")
-            dropped.append("functions public.recommend_videos, public.twotower_mute, public.twotower_set_diversity")
+            conn.execute("DROP FUNCTION IF EXISTS public.twotower_set_preferences(text[], text[], text[], text)")
+            dropped.append("functions public.recommend_videos, public.twotower_mute, public.twotower_set_diversity, "
+                           "public.twotower_set_preferences")
         conn.execute("DROP SCHEMA twotower CASCADE")  # first: its views read the demo tables
         dropped.insert(0, "schema twotower")
         if "demo_tables" in made:

@@ -93,16 +93,43 @@ async def _recommend(state: ServiceState, conn, ask: Ask, version: str | None, t
         if not rows:
             cur = await conn.execute(sql("serve_user_state"), {"version": version, "user_id": user_id})
             emb, fresh, has_decisions = await cur.fetchone()
-            if not has_decisions:
-                return await _popular(state, conn, ask, "cold_start", version, t0)
-            q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
+            q = None
+            if has_decisions:
+                q = emb.to_numpy() if (emb is not None and fresh) else await user_vector(conn, art, user_id)
             if q is None or not q.any():  # nothing the model knows of this user (as recommend_videos)
-                return await _popular(state, conn, ask, "cold_start", version, t0)
+                return await _onboarding(state, conn, ask, version, art, t0)
             rows = await _search(conn, art, ask, ask.params(state), q, state.iterative)
+        if not rows[-1][2]:  # no likes yet (the likes row is empty): onboarding, if they picked
+            onboarded = await _onboarding_rows(state, conn, ask, version)
+            if onboarded:
+                return await _deck(state, conn, ask, version, onboarded, "onboarding", t0)
+    return await _deck(state, conn, ask, version, rows, "two_tower", t0)
+
+
+async def _onboarding(state: ServiceState, conn, ask: Ask, version: str, art: Artifacts, t0: float) -> dict:
+    """A user without likes who picked tags, performers or makers at sign-up: their picks'
+    videos ranked by the preference vector (as recommend_videos); else the cold-start list."""
+    rows = await _onboarding_rows(state, conn, ask, version)
+    if not rows:
+        return await _popular(state, conn, ask, "cold_start", version, t0)
+    return await _deck(state, conn, ask, version, rows, "onboarding", t0)
+
+
+async def _onboarding_rows(state: ServiceState, conn, ask: Ask, version: str) -> list[tuple]:
+    """The onboarding deck's rows in the search's shape (an empty likes row last); [] when the
+    user has liked something, picked nothing, or every video of the picks is kept out."""
+    params = ask.params(state) | {"version": version, "n": ask.limit}
+    rows = await (await conn.execute(sql("serve_onboarding"), params)).fetchall()
+    return [(v, s, None, False) for v, s in rows] + [(None, None, [], None)] if rows else []
+
+
+async def _deck(state: ServiceState, conn, ask: Ask, version: str, rows: list[tuple], source: str, t0: float) -> dict:
+    """The search's rows as the deck: reasons, exploration dealt in, the popular fill."""
+    user_id, limit = ask.user_id, ask.limit
     liked = rows.pop()[2] or []  # the last row carries the user's recent likes
     ranked = [r for r in rows if not r[3]]
     ids = [r[0] for r in ranked]
-    reasons = state.reasons.explain(liked, ids)
+    reasons = state.reasons.explain(liked, ids) if source == "two_tower" else [["your picks"]] * len(ids)
     items = [{"video_id": v, "score": s, "reasons": why} for (v, s, _, _), why in zip(ranked, reasons, strict=True)]
     explored = [{"video_id": v, "score": s, "reasons": ["new video"], "source": "explore"}
                 for v, s, _, x in rows if x]
@@ -111,8 +138,8 @@ async def _recommend(state: ServiceState, conn, ask: Ask, version: str | None, t
         ids = [i["video_id"] for i in items]
     if len(items) < limit:  # the filter left the list short: fill with popular videos the deck allows
         items += await _fill(state, conn, ask, limit - len(items), set(ids), ["popular"])
-    state.record(user_id, version, "two_tower", [i["video_id"] for i in items], ask.deck_id)
-    return _body(user_id, version, "two_tower", items, t0)
+    state.record(user_id, version, source, [i["video_id"] for i in items], ask.deck_id)
+    return _body(user_id, version, source, items, t0)
 
 
 def deal(ranked: list[dict], explored: list[dict], limit: int) -> list[dict]:

@@ -19,10 +19,18 @@ from twotower.serve.routes import (
     body_doc,
     json_body,
 )
-from twotower.serve.schemas import Id, Mute, MutesResponse, UserSettings, UserSettingsResponse
+from twotower.serve.schemas import (
+    Id,
+    Mute,
+    MutesResponse,
+    Preferences,
+    PreferencesResponse,
+    UserSettings,
+    UserSettingsResponse,
+)
 
 mutes = APIRouter(prefix="/v1/users", tags=["users"])
-BODY_MODELS = (Mute, UserSettings)
+BODY_MODELS = (Mute, UserSettings, Preferences)
 LIST = "SELECT kind, value FROM user_mutes WHERE user_id = %s ORDER BY kind, value"
 
 
@@ -105,3 +113,51 @@ async def put_settings(user_id: Id, state: StateDep, who: PrincipalDep,
     it. 200 means committed: the next deck uses it whenever the request names no diversity."""
     who.require(user_id)
     return await _settings(state, user_id, body.diversity, True)
+
+
+PICKS = "SELECT kind, value FROM user_preferences WHERE user_id = %s ORDER BY kind, value"
+
+
+async def _preferences(state, user_id: str, body: Preferences | None) -> PreferencesResponse:
+    if not state.db_ok:
+        raise edge.EdgeError(503, UNREACHABLE)
+
+    async def run(conn):
+        async with conn.transaction():
+            if body is not None:  # the whole set, replaced in one transaction
+                await conn.execute("DELETE FROM user_preferences WHERE user_id = %s", (user_id,))
+                picks = {(k, v) for k, vs in (("tag", body.tags), ("performer", body.performers),
+                                              ("maker", body.makers)) for v in vs}
+                if picks:
+                    async with conn.cursor() as cur:
+                        await cur.executemany("INSERT INTO user_preferences (user_id, kind, value) VALUES (%s, %s, %s)",
+                                              [(user_id, k, v) for k, v in sorted(picks)])
+            return await (await conn.execute(PICKS, (user_id,))).fetchall()
+
+    try:
+        rows = await state.run(run)
+    except DB_DOWN:
+        raise edge.EdgeError(503, "the database did not confirm the change; send it again (it is safe to repeat)") from None
+    by = {"tag": [], "performer": [], "maker": []}
+    for k, v in rows:
+        by[k].append(v)
+    return PreferencesResponse(user_id=user_id, tags=by["tag"], performers=by["performer"], makers=by["maker"])
+
+
+@mutes.get("/{user_id}/preferences", response_model=PreferencesResponse, responses={**ERRORS, **DOWN},
+           operation_id="get_preferences")
+async def get_preferences(user_id: Id, state: StateDep, who: PrincipalDep) -> PreferencesResponse:
+    """What the user picked at sign-up."""
+    who.require(user_id)
+    return await _preferences(state, user_id, None)
+
+
+@mutes.post("/{user_id}/preferences", response_model=PreferencesResponse, responses={**ERRORS, **DOWN},
+            operation_id="set_preferences", openapi_extra=body_doc(Preferences))
+async def set_preferences(user_id: Id, state: StateDep, who: PrincipalDep,
+                          body: Preferences = json_body(Preferences)) -> PreferencesResponse:
+    """Onboarding: the tags, performers and makers the user picked (the whole set, replaced). A
+    user without likes gets decks from them (`source: onboarding`) until their first like. 200
+    means committed."""
+    who.require(user_id)
+    return await _preferences(state, user_id, body)

@@ -60,7 +60,7 @@ class Item(BaseModel):
 class RecommendationResponse(BaseModel):
     user_id: str
     model_version: str | None
-    source: Literal["two_tower", "cold_start", "fallback"]
+    source: Literal["two_tower", "onboarding", "cold_start", "fallback"]
     items: list[Item]
     took_ms: float
 
@@ -100,6 +100,18 @@ class UserSettings(Strict):
 class UserSettingsResponse(BaseModel):
     user_id: str
     diversity: float | None
+
+
+class Preferences(Strict):
+    """What a user picked at sign-up; POST replaces the whole set (empty lists clear it)."""
+
+    tags: list[Id] = Field(default_factory=list, max_length=50)
+    performers: list[Id] = Field(default_factory=list, max_length=50)
+    makers: list[Id] = Field(default_factory=list, max_length=50)
+
+
+class PreferencesResponse(Preferences):
+    user_id: str
 
 
 class EmbeddingResponse(BaseModel):

@@ -267,8 +267,11 @@ class ServiceState:
     async def refresh_popular(self, n: int = 500) -> None:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(sql("serve_popular"), {"n": n})).fetchall()
-            # exploration's pool of new videos (at most once a minute), where exploration is on:
-            # the installation's explore_share, or a request that asked for a share
+            # the SQL path's popular_cache too (onboarding ranks the picks' videos by it), at most
+            # every 5 minutes as recommend_videos does; exploration's pool of new videos (at most
+            # once a minute) where exploration is on: the installation's explore_share, or a
+            # request that asked for a share
+            await conn.execute("SELECT twotower.refresh_popular(interval '5 minutes')")
             await conn.execute("SELECT twotower.refresh_explore(interval '1 minute') "
                                "WHERE %s OR twotower.explore_count(100) > 0", (self.explore_asked,))
         self.popular = [(v, float(s)) for v, s in rows]

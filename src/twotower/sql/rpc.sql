@@ -317,6 +317,58 @@ ORDER BY p.a / (p.a + p.b) + sqrt(p.a * p.b / ((p.a + p.b) ^ 2 * (p.a + p.b + 1)
 LIMIT greatest(p_n, 0)
 $$;
 
+-- Onboarding: a first vector for a user without likes, from what they picked at sign-up: the
+-- vector of a user who liked the 20 most popular videos carrying a pick (tag, performer or
+-- maker). Where the version keeps history rows (user_vector sql or sql+onnx) that is their sum,
+-- as a real like history is summed; else the mean of those videos' item vectors (candidates
+-- scored by how alike they are to them). NULL without picks, or without a matching video the
+-- version knows. Every path calls this one function.
+CREATE OR REPLACE FUNCTION twotower.preference_vector(p_version text, p_user_id text)
+RETURNS vector LANGUAGE sql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $$
+WITH p AS (SELECT u.kind, u.value FROM user_preferences u WHERE u.user_id = p_user_id),
+m AS (
+    SELECT t.video_key FROM src_video_tags t JOIN p ON p.kind = 'tag' AND t.tag_name = p.value
+    UNION SELECT f.video_key FROM src_video_performers f JOIN p ON p.kind = 'performer' AND f.performer_name = p.value
+    UNION SELECT v.video_key FROM src_videos v JOIN p ON p.kind = 'maker' AND v.maker = p.value
+),
+top AS (
+    SELECT v.id FROM m JOIN src_videos v ON v.video_key = m.video_key
+    JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = v.id
+    LEFT JOIN popular_cache pc ON pc.video_id = v.id
+    ORDER BY pc.score DESC NULLS LAST, v.id LIMIT 20
+)
+SELECT CASE WHEN ver.user_vector IN ('sql', 'sql+onnx')
+            THEN (SELECT sum(h.embedding) FROM top JOIN history_embeddings h ON h.model_version = p_version AND h.video_id = top.id)
+            ELSE (SELECT avg(e.embedding) FROM top JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = top.id)
+       END
+FROM embedding_model_versions ver WHERE ver.version = p_version
+$$;
+
+-- The onboarding deck: the videos carrying one of the user's picks, ranked by their preference
+-- vector (an exact scan over those videos: a new user's first decks only), decided, hidden and
+-- muted ones skipped.
+CREATE OR REPLACE FUNCTION twotower.onboarding_deck(p_version text, p_q vector, p_user_id text, p_n integer,
+                                                    p_hidden text[], p_tags text[], p_performers text[], p_makers text[],
+                                                    p_n_mutes integer)
+RETURNS TABLE (video_id text, score double precision, ord bigint)
+LANGUAGE sql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $$
+WITH p AS (SELECT u.kind, u.value FROM user_preferences u WHERE u.user_id = p_user_id),
+m AS (
+    SELECT t.video_key FROM src_video_tags t JOIN p ON p.kind = 'tag' AND t.tag_name = p.value
+    UNION SELECT f.video_key FROM src_video_performers f JOIN p ON p.kind = 'performer' AND f.performer_name = p.value
+    UNION SELECT v.video_key FROM src_videos v JOIN p ON p.kind = 'maker' AND v.maker = p.value
+),
+c AS (
+    SELECT v.id, -(e.embedding <#> p_q) AS s FROM m JOIN src_videos v ON v.video_key = m.video_key
+    JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = v.id
+    WHERE p_q IS NOT NULL AND NOT (v.id = ANY (p_hidden))
+      AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = m.video_key)
+      AND (p_n_mutes = 0 OR NOT twotower.is_muted(v.id, p_tags, p_performers, p_makers))
+    ORDER BY 2 DESC, 1 LIMIT p_n
+)
+SELECT c.id, c.s, row_number() OVER (ORDER BY c.s DESC, c.id) FROM c ORDER BY 3
+$$;
+
 -- Reasons, as the service names them: up to 3 tags, then up to 2 performers, each in name order,
 -- that a video shares with the user's 200 most recent likes.
 CREATE OR REPLACE FUNCTION twotower.reasons_for(p_user_id text, p_video_ids text[])
@@ -448,6 +500,7 @@ DECLARE
     div float8;
     pool integer;
     xn integer;
+    pv vector;
     xids text[] := '{}';
     xscores float8[] := '{}';
     xpos integer[] := '{}';  -- the deck positions (ords) dealt to exploration
@@ -508,8 +561,27 @@ BEGIN
     IF vector_norm(q) = 0 THEN  -- only nopes, or likes of videos the model does not know
         q := NULL;
     END IF;
+    IF m.version IS NOT NULL AND EXISTS (SELECT 1 FROM user_preferences u WHERE u.user_id = p_user_id)
+       AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like') THEN
+        -- onboarding: until their first like, what they picked at sign-up
+        pv := preference_vector(m.version, p_user_id);
+        IF pv IS NOT NULL THEN
+            q := pv;
+            src := 'onboarding';
+        END IF;
+    END IF;
+    IF src = 'onboarding' THEN  -- the picks' videos, ranked by the preference vector
+        SELECT coalesce(array_agg(o.video_id ORDER BY o.ord), '{}'), coalesce(array_agg(o.score ORDER BY o.ord), '{}')
+        INTO ids, scores
+        FROM onboarding_deck(m.version, q, p_user_id, p_limit, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes) o;
+        IF cardinality(ids) = 0 THEN  -- every video of the picks decided or kept out
+            q := NULL;
+        END IF;
+    END IF;
     IF q IS NULL THEN  -- no decisions (or no likes, or no vector yet): popular and recent
         src := 'cold_start';
+    ELSIF src = 'onboarding' THEN
+        NULL;  -- dealt above; the popular fill tops it up
     ELSE
     search := format($q$
         SELECT coalesce(array_agg(c.video_id ORDER BY c.dist), '{}'), coalesce(array_agg(-c.dist ORDER BY c.dist), '{}')
@@ -647,6 +719,7 @@ BEGIN
                 WHEN src = 'cold_start' THEN ARRAY['popular and recent']
                 WHEN s.ord > cardinality(ids) THEN ARRAY['popular']
                 WHEN s.ord = ANY (xpos) THEN ARRAY['new video']
+                WHEN src = 'onboarding' THEN ARRAY['your picks']
                 ELSE coalesce(tr.r, '{}') || coalesce(pr.r, '{}') END
     FROM served s LEFT JOIN tag_reasons tr ON tr.ord = s.ord LEFT JOIN performer_reasons pr ON pr.ord = s.ord
     ORDER BY s.ord;
@@ -769,12 +842,59 @@ BEGIN
 END
 $fn$;
 
+-- Onboarding from supabase-js: supabase.rpc('twotower_set_preferences', { p_tags: ['comedy'] })
+-- replaces the signed-in user's picks (tags, performers, makers; empty arrays clear them); the
+-- service role names p_user_id. Returns the picks after the change. `anon` may not execute it.
+CREATE OR REPLACE FUNCTION public.twotower_set_preferences(p_tags text[] DEFAULT '{}', p_performers text[] DEFAULT '{}',
+                                                           p_makers text[] DEFAULT '{}', p_user_id text DEFAULT NULL)
+RETURNS TABLE (kind text, value text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, public, pg_catalog AS $fn$
+#variable_conflict use_column
+DECLARE
+    caller text := current_setting('role');
+    sub text := auth.jwt() ->> 'sub';
+    who text;
+BEGIN
+    IF caller IN ('authenticated', 'anon') THEN
+        IF sub IS NULL THEN
+            RAISE EXCEPTION 'no signed-in user: call twotower_set_preferences with a user''s access token'
+                USING ERRCODE = '42501';
+        END IF;
+        IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
+            RAISE EXCEPTION 'a user may only change their own preferences' USING ERRCODE = '42501';
+        END IF;
+        who := sub;
+    ELSE
+        who := coalesce(p_user_id, sub);
+        IF who IS NULL THEN
+            RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    IF coalesce(cardinality(p_tags), 0) > 50 OR coalesce(cardinality(p_performers), 0) > 50
+       OR coalesce(cardinality(p_makers), 0) > 50 THEN
+        RAISE EXCEPTION 'at most 50 tags, 50 performers and 50 makers' USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(coalesce(p_tags, '{}') || coalesce(p_performers, '{}') || coalesce(p_makers, '{}')) x
+               WHERE x IS NULL OR btrim(x) = '' OR length(x) > 128) THEN
+        RAISE EXCEPTION 'each pick must be a non-blank name of at most 128 characters' USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM user_preferences u WHERE u.user_id = who;
+    INSERT INTO user_preferences (user_id, kind, value)
+    SELECT DISTINCT who, x.kind, x.value FROM (
+        SELECT 'tag' AS kind, unnest(coalesce(p_tags, '{}')) AS value
+        UNION ALL SELECT 'performer', unnest(coalesce(p_performers, '{}'))
+        UNION ALL SELECT 'maker', unnest(coalesce(p_makers, '{}'))) x;
+    RETURN QUERY SELECT u.kind, u.value FROM user_preferences u WHERE u.user_id = who ORDER BY u.kind, u.value;
+END
+$fn$;
+
 -- The public wrappers: nobody but authenticated (for itself) and service_role may execute them.
 DO $$
 DECLARE f regprocedure;
 BEGIN
     FOREACH f IN ARRAY ARRAY['public.recommend_videos(integer, text, text, boolean, double precision, double precision)',
                              'public.twotower_set_diversity(double precision, text)',
+                             'public.twotower_set_preferences(text[], text[], text[], text)',
                              'public.twotower_mute(text, text, boolean, text)']::regprocedure[] LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
