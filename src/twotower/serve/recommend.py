@@ -212,11 +212,17 @@ def _ranked(rows: list[tuple]) -> int:
     return sum(1 for r in rows if r[3] is False)
 
 
-async def _fill(state: ServiceState, conn, ask: Ask, n: int, taken: set[str], reasons: list[str]) -> list[dict]:
-    """Popular videos the deck allows, then (nothing else left) the oldest impressions."""
-    params = ask.params(state) | {"decided": ask.exclude, "candidates": [v for v, _ in state.popular]}
+SEGMENT_REASON = ["popular in your age group and region"]
+
+
+async def _fill(state: ServiceState, conn, ask: Ask, n: int, taken: set[str], reasons: list[str],
+                pop: list[tuple[str, float, list[str]]] | None = None) -> list[dict]:
+    """Popular videos the deck allows (`pop`, else the global list), then (nothing else left)
+    the oldest impressions."""
+    pop = pop if pop is not None else [(v, s, reasons) for v, s in state.popular]
+    params = ask.params(state) | {"decided": ask.exclude, "candidates": [v for v, _, _ in pop]}
     skip = taken | {r[0] for r in await (await conn.execute(sql("serve_decided"), params)).fetchall()}
-    items = [{"video_id": v, "score": s, "reasons": reasons} for v, s in state.popular if v not in skip][:n]
+    items = [{"video_id": v, "score": s, "reasons": why} for v, s, why in pop if v not in skip][:n]
     if len(items) < n:
         have = list(taken | {i["video_id"] for i in items})
         rows = await (await conn.execute(sql("serve_seen"), {"user_id": ask.user_id, "deck": ask.deck_id,
@@ -226,7 +232,17 @@ async def _fill(state: ServiceState, conn, ask: Ask, n: int, taken: set[str], re
 
 
 async def _popular(state: ServiceState, conn, ask: Ask, source: str, version: str | None, t0: float) -> dict:
-    items = await _fill(state, conn, ask, ask.limit, set(), ["popular and recent"])
+    """The cold-start list: the user's segment's popular videos first where it has a list (the
+    demographic cold start, as recommend_videos), then the global ones."""
+    pop = None
+    if state.segments:
+        seg = (await (await conn.execute("SELECT twotower.segment_of(%s)", (ask.user_id,))).fetchone())[0]
+        if seg in state.segments:
+            own = state.segments[seg]
+            mine = {v for v, _ in own}
+            pop = [(v, s, SEGMENT_REASON) for v, s in own] + \
+                  [(v, s, ["popular and recent"]) for v, s in state.popular if v not in mine]
+    items = await _fill(state, conn, ask, ask.limit, set(), ["popular and recent"], pop)
     state.record(ask.user_id, version, source, [i["video_id"] for i in items], ask.deck_id)
     return _body(ask.user_id, None, source, items, t0)
 

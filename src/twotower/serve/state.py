@@ -39,6 +39,7 @@ class ServiceState:
     shares: list[tuple[str, float]] = field(default_factory=list)  # active versions, sorted
     popular: list[tuple[str, float]] = field(default_factory=list)
     explore_asked: bool = False  # a request asked for exploration: keep its pool fresh
+    segments: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # demographic cold start
     reasons: ReasonIndex = field(default_factory=ReasonIndex.empty)
     reasons_mark: tuple | None = None  # (videos, last video change) the index was built at
     db_ok: bool = False
@@ -274,7 +275,13 @@ class ServiceState:
             await conn.execute("SELECT twotower.refresh_popular(interval '5 minutes')")
             await conn.execute("SELECT twotower.refresh_explore(interval '1 minute') "
                                "WHERE %s OR twotower.explore_count(100) > 0", (self.explore_asked,))
+            seg = await (await conn.execute("SELECT segment, video_id, score FROM segment_popular "
+                                            "ORDER BY segment, score DESC, video_id")).fetchall()
+        segments: dict[str, list[tuple[str, float]]] = {}
+        for name, v, score in seg:
+            segments.setdefault(name, []).append((v, float(score)))
         self.popular = [(v, float(s)) for v, s in rows]
+        self.segments = segments
 
     # ------------------------------------------------------------------ reasons
     async def refresh_reasons(self) -> None:

@@ -237,6 +237,46 @@ SET last_served_at = greatest(i.last_served_at, excluded.last_served_at), times_
     deck_id = coalesce(excluded.deck_id, i.deck_id)
 $$;
 
+-- A user's demographic segment: "age_range/region" of their profile, NULL unless both are set.
+CREATE OR REPLACE FUNCTION twotower.segment_of(p_user_id text)
+RETURNS text LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+SELECT p.age_range || '/' || p.region FROM src_profiles p
+WHERE p.user_key = twotower.user_key(p_user_id) AND p.age_range IS NOT NULL AND p.region IS NOT NULL
+LIMIT 1
+$$;
+
+-- Each segment's popular-and-recent list (as popular_videos, over the segment's likes), for the
+-- segments with at least settings 'segment_min_decisions' (serving.segment_min_decisions, written
+-- by `db init`) decisions in the last 30 days of activity; the p_n best of each.
+CREATE OR REPLACE FUNCTION twotower.segment_videos(p_n integer)
+RETURNS TABLE (segment text, video_id text, score double precision)
+LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+WITH ref AS (SELECT coalesce(max(created_at), now()) AS t FROM src_decisions),
+d AS (
+    SELECT p.age_range || '/' || p.region AS segment, d.video_id, d.decision_type
+    FROM src_decisions d JOIN src_profiles p ON p.user_key = d.user_key, ref
+    WHERE d.created_at >= ref.t - interval '30 days' AND p.age_range IS NOT NULL AND p.region IS NOT NULL
+),
+big AS (
+    SELECT d.segment FROM d GROUP BY d.segment
+    HAVING count(*) >= coalesce((SELECT value::float8 FROM settings WHERE key = 'segment_min_decisions'), 500)
+),
+likes AS (
+    SELECT d.segment, d.video_id, count(*) AS likes FROM d JOIN big ON big.segment = d.segment
+    WHERE d.decision_type = 'like' GROUP BY d.segment, d.video_id
+),
+scored AS (
+    SELECT l.segment, l.video_id, (l.likes + 1)::float8
+           * (1.0 + 1.0 / (1.0 + greatest(extract(epoch FROM (ref.t - coalesce(v.product_released_at, v.created_at)))
+                                          / 86400.0, 0) / 30.0)) AS score
+    FROM likes l JOIN src_videos v ON v.id = l.video_id CROSS JOIN ref
+),
+ranked AS (
+    SELECT s.*, row_number() OVER (PARTITION BY s.segment ORDER BY s.score DESC, s.video_id) AS r FROM scored s
+)
+SELECT r.segment, r.video_id, r.score FROM ranked r WHERE r.r <= p_n ORDER BY 1, 3 DESC, 2
+$$;
+
 -- Recompute popular_cache when it is older than p_age (one caller at a time; the others serve the
 -- list they have).
 CREATE OR REPLACE FUNCTION twotower.refresh_popular(p_age interval)
@@ -248,6 +288,8 @@ BEGIN
     END IF;
     DELETE FROM popular_cache;
     INSERT INTO popular_cache (video_id, score) SELECT * FROM popular_videos(500);
+    DELETE FROM segment_popular;
+    INSERT INTO segment_popular (segment, video_id, score) SELECT * FROM segment_videos(500);
     INSERT INTO settings (key, value) VALUES ('popular_at', now()::text)
         ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 END
@@ -501,6 +543,7 @@ DECLARE
     pool integer;
     xn integer;
     pv vector;
+    seg text;  -- the cold-start user's segment, where it has its own popular list
     xids text[] := '{}';
     xscores float8[] := '{}';
     xpos integer[] := '{}';  -- the deck positions (ords) dealt to exploration
@@ -579,7 +622,11 @@ BEGIN
         END IF;
     END IF;
     IF q IS NULL THEN  -- no decisions (or no likes, or no vector yet): popular and recent
-        src := 'cold_start';
+        src := 'cold_start';  -- of the user's segment first, where it has a list
+        seg := segment_of(p_user_id);
+        IF seg IS NOT NULL AND NOT EXISTS (SELECT 1 FROM segment_popular sp WHERE sp.segment = seg) THEN
+            seg := NULL;
+        END IF;
     ELSIF src = 'onboarding' THEN
         NULL;  -- dealt above; the popular fill tops it up
     ELSE
@@ -672,13 +719,19 @@ BEGIN
         ORDER BY d.created_at DESC LIMIT 200
     ), found AS (
         SELECT f.video_id, f.score, f.ord FROM unnest(ids, scores) WITH ORDINALITY AS f(video_id, score, ord)
+    ), pop AS (  -- the segment's list first (a cold start in a segment that has one), then the global
+        SELECT sp.video_id, sp.score, 0 AS tier FROM segment_popular sp WHERE sp.segment = seg
+        UNION ALL
+        SELECT pc.video_id, pc.score, 1 FROM popular_cache pc
+        WHERE seg IS NULL OR NOT EXISTS (SELECT 1 FROM segment_popular sp WHERE sp.segment = seg AND sp.video_id = pc.video_id)
     ), fill AS (  -- the filter left it short (or a cold start): popular videos the deck allows
-        SELECT pv.video_id, pv.score, cardinality(ids) + row_number() OVER (ORDER BY pv.score DESC, pv.video_id) AS ord
-        FROM popular_cache pv
+        SELECT pv.video_id, pv.score,
+               cardinality(ids) + row_number() OVER (ORDER BY pv.tier, pv.score DESC, pv.video_id) AS ord
+        FROM pop pv
         WHERE cardinality(ids) < p_limit AND NOT (pv.video_id = ANY (ids)) AND NOT (pv.video_id = ANY (hid.ids))
           AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = twotower.video_key(pv.video_id))
           AND (hid.n_mutes = 0 OR NOT twotower.is_muted(pv.video_id, hid.tags, hid.performers, hid.makers))
-        ORDER BY pv.score DESC, pv.video_id LIMIT greatest(p_limit - cardinality(ids), 0)
+        ORDER BY pv.tier, pv.score DESC, pv.video_id LIMIT greatest(p_limit - cardinality(ids), 0)
     ), fresh AS (
         SELECT * FROM found UNION ALL SELECT * FROM fill
     ), seen AS (  -- nothing else left: the oldest impressions (never a card of this deck)
@@ -716,6 +769,9 @@ BEGIN
     SELECT s.video_id, s.score, CASE WHEN src = 'cold_start' THEN NULL ELSE m.version END,
            CASE WHEN s.ord = ANY (xpos) THEN 'explore' ELSE src END,
            CASE WHEN s.ord > (SELECT count(*) FROM fresh) THEN ARRAY['seen before']
+                WHEN src = 'cold_start' AND seg IS NOT NULL
+                     AND EXISTS (SELECT 1 FROM segment_popular sp WHERE sp.segment = seg AND sp.video_id = s.video_id)
+                     THEN ARRAY['popular in your age group and region']
                 WHEN src = 'cold_start' THEN ARRAY['popular and recent']
                 WHEN s.ord > cardinality(ids) THEN ARRAY['popular']
                 WHEN s.ord = ANY (xpos) THEN ARRAY['new video']
