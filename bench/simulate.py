@@ -29,7 +29,11 @@ The rules, fixed before any tuning (docs/benchmarks.md repeats them):
   each user arrived at least a minute after the previous one).
   two_tower+onboarding (impressions): before their first session each user picks 3 tags at
   sign-up (POST /v1/users/{id}/preferences): the tags, among those with 10 or more videos, whose
-  videos they would like most often by their own answers.
+  videos they would like most often by their own answers. two_tower+nopesW (impressions, and
+  serving.nope_weight W in 0.5, 1: candidates close to the user's 20 latest nopes demoted);
+  serving.nope_weight is the W with the higher like rate if that beats two_tower+impressions by
+  more than 1% (else 0). two_tower+impressions-segments: the demographic cold start off (no
+  segment reaches serving.segment_min_decisions), to measure it both ways.
 Per policy: like rate (likes / answered cards, pooled), cards per session, distinct videos
 served, the share of new videos (synth cold videos: released in the last days, absent from the
 logs) that reach 20 answers, the answers a new video gets on average, the cards answered (all users together) until a new video's 20th
@@ -68,7 +72,12 @@ KEY = "simulate-service-key"
 MMR = (0.25, 0.5, 0.75)
 EXPLORE = (0.1, 0.2)
 POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions", *(f"two_tower+mmr{d}" for d in MMR),
-            *(f"two_tower+explore{x}" for x in EXPLORE), "two_tower+onboarding"]
+            *(f"two_tower+explore{x}" for x in EXPLORE), "two_tower+onboarding",
+            *(f"two_tower+nopes{w}" for w in (0.5, 1.0)), "two_tower+impressions-segments"]
+# installation settings a policy runs under (twotower.settings, as `db init` writes them), then put back
+SETTINGS = {**{f"two_tower+nopes{w}": {"nope_weight": str(w)} for w in (0.5, 1.0)},
+            "two_tower+impressions-segments": {"segment_min_decisions": "1000000000"}}
+NOPE_GAIN = 1.01  # serving.nope_weight: the best weight, if its like rate beats the plain deck's by 1%
 PICKS = 3  # onboarding: the tags a simulated user picks at sign-up
 EXPLORE_BUDGET = 0.95  # serving.explore_share: the largest share keeping this share of the like rate
 LIKE_BUDGET = 0.98  # serving.diversity: the largest MMR setting keeping this share of the plain deck's like rate
@@ -133,6 +142,7 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
     rng = np.random.default_rng(seed + 2)
     log = Log(np.zeros(sim.size), np.zeros(sim.size), np.zeros(sim.size), answers=np.zeros(len(vid)))
     headers = {"Authorization": f"Bearer {KEY}"}
+    defaults = set_settings(s, SETTINGS.get(name, {}))
     client = TestClient(create_app(s)).__enter__() if name.startswith("two_tower") else None
     picks = onboarding_picks(data, like, index) if name.endswith("onboarding") else None
     try:
@@ -183,7 +193,21 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
     finally:
         if client is not None:
             client.__exit__(None, None, None)
+        set_settings(s, defaults)
     return log
+
+
+def set_settings(s: Settings, values: dict[str, str]) -> dict[str, str]:
+    """Put `values` into twotower.settings (and recompute the popular lists); the old values back."""
+    if not values:
+        return {}
+    with db.connection(s) as conn:
+        old = dict(conn.execute("SELECT key, value FROM twotower.settings WHERE key = ANY(%s)", (list(values),)).fetchall())
+        for k, v in values.items():
+            conn.execute("UPDATE twotower.settings SET value = %s WHERE key = %s", (v, k))
+        conn.execute("SELECT twotower.refresh_popular(interval '0')")
+        conn.commit()
+    return old
 
 
 def onboarding_picks(data: synth.SynthData, like: np.ndarray, index: dict[str, int]) -> list[list[str]]:
@@ -294,6 +318,10 @@ def main() -> None:
               and out["policies"][f"two_tower+explore{x}"]["new_videos_with_20_answers"]
               > plain["new_videos_with_20_answers"]]
         out["_meta"]["chosen_explore_share"] = max(ok, default=0.0)
+        nope = {w: out["policies"][f"two_tower+nopes{w}"]["like_rate"] for w in (0.5, 1.0)
+                if f"two_tower+nopes{w}" in out["policies"]}
+        best = max(nope, key=nope.get, default=None)
+        out["_meta"]["chosen_nope_weight"] = best if best and nope[best] > NOPE_GAIN * plain["like_rate"] else 0.0
     db.stop_embedded(s)
     shutil.rmtree(home, ignore_errors=True)
     out["_meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -310,6 +338,8 @@ def main() -> None:
     if "chosen_diversity" in out["_meta"]:
         print(f"\nserving.diversity by the rule (like rate >= {LIKE_BUDGET}x two_tower+impressions): "
               f"{out['_meta']['chosen_diversity']}")
+        print(f"serving.nope_weight by the rule (like rate > {NOPE_GAIN}x two_tower+impressions): "
+              f"{out['_meta']['chosen_nope_weight']}")
         print(f"serving.explore_share by the rule (like rate >= {EXPLORE_BUDGET}x two_tower+impressions, more new "
               f"videos with 20 answers): {out['_meta']['chosen_explore_share']}")
     print(f"\nwall time {out['_meta']['wall_seconds']} s")

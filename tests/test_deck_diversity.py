@@ -31,19 +31,35 @@ def tag_entropy(conn, videos: list[str]) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
+def alikeness(conn, videos: list[str]) -> float:
+    """Mean pairwise cosine of a deck's item vectors (what MMR's diversity term lowers)."""
+    return conn.execute("SELECT avg(1 - (a.embedding <=> b.embedding)) FROM twotower.video_embeddings a "
+                        "JOIN twotower.video_embeddings b ON b.model_version = a.model_version AND a.video_id < b.video_id "
+                        "WHERE a.model_version = 'v1' AND a.video_id = ANY(%s) AND b.video_id = ANY(%s)",
+                        (videos, videos)).fetchone()[0]
+
+
 def test_diversity_zero_is_the_plain_ranking_and_more_spreads_the_tags(client, world):  # noqa: F811
     u = warm_user(world)
     plain = ids(rec(client, u, 10, exclude_impressions=False))
     assert ids(rec(client, u, 10, exclude_impressions=False, diversity=0)) == plain
     assert sql_deck(world, u, 10, 0.0) == sql_deck(world, u, 10) == plain
     pool = ids(rec(client, u, 40, exclude_impressions=False))  # MMR picks from the best 4 x limit
-    entropy = [tag_entropy(world, plain)]
     for d in (0.5, 0.9):
         deck = ids(rec(client, u, 10, exclude_impressions=False, diversity=d))
         assert len(deck) == 10 == len(set(deck)) and set(deck) <= set(pool) and deck[0] == plain[0]
         assert sql_deck(world, u, 10, d) == deck  # one function, every path
-        entropy.append(tag_entropy(world, deck))
-    assert entropy[0] < entropy[1] <= entropy[2], entropy
+    # over the warmest users: the decks' item vectors spread out and their tags with them
+    users = [v for (v,) in world.execute("SELECT user_id FROM user_video_decisions GROUP BY 1 "
+                                         "ORDER BY count(*) DESC, 1 LIMIT 12")]
+    spread, entropy = {0.0: [], 0.9: []}, {0.0: [], 0.9: []}
+    for user in users:
+        for d in (0.0, 0.9):
+            deck = ids(rec(client, user, 10, headers=SVC, exclude_impressions=False, diversity=d))
+            spread[d].append(alikeness(world, deck))
+            entropy[d].append(tag_entropy(world, deck))
+    assert np.mean(spread[0.9]) < np.mean(spread[0.0]), spread
+    assert np.mean(entropy[0.9]) > np.mean(entropy[0.0]), entropy
     # every card still passes the filters: nothing decided comes back
     decided = {v for (v,) in world.execute("SELECT video_id FROM user_video_decisions WHERE user_id = %s", (u,))}
     assert not decided & set(ids(rec(client, u, 30, exclude_impressions=False, diversity=1)))
@@ -125,3 +141,28 @@ def test_set_diversity_from_sql_is_the_callers_own(world):  # noqa: F811
     world.rollback()
     world.execute("SELECT public.twotower_set_diversity(0.4, %s)", (u,))  # the owner (or service role) names the user
     assert world.execute("SELECT diversity FROM twotower.user_settings WHERE user_id = %s", (u,)).fetchone() == (0.4,)
+
+
+def test_nope_weight_demotes_what_is_close_to_recent_nopes(client, world):  # noqa: F811
+    u = warm_user(world)
+    plain = ids(rec(client, u, 10, exclude_impressions=False))
+    noped = plain[1]
+    world.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type) VALUES (%s, %s, 'nope')", (u, noped))
+    world.commit()
+    assert client.post(f"/v1/users/{u}/embedding", headers=token(u)).status_code == 200  # SQL reads the stored vector
+
+    def closeness(deck: list[str]) -> float:
+        return world.execute("SELECT avg(1 - (e.embedding <=> z.embedding)) FROM twotower.video_embeddings e "
+                             "JOIN twotower.video_embeddings z ON z.model_version = e.model_version AND z.video_id = %s "
+                             "WHERE e.model_version = 'v1' AND e.video_id = ANY(%s)", (noped, deck)).fetchone()[0]
+
+    before = ids(rec(client, u, 10, exclude_impressions=False))
+    assert noped not in before and sql_deck(world, u, 10) == before  # weight 0 (the default): the plain ranking
+    world.execute("UPDATE twotower.settings SET value = '1' WHERE key = 'nope_weight'")
+    world.commit()
+    after = ids(rec(client, u, 10, exclude_impressions=False))
+    assert after != before and len(after) == 10 and noped not in after
+    assert closeness(after) < closeness(before)
+    assert sql_deck(world, u, 10) == after  # the same re-rank in SQL
+    world.execute("UPDATE twotower.settings SET value = '0' WHERE key = 'nope_weight'")
+    world.commit()

@@ -134,6 +134,9 @@ class ServingConfig:
     # Demographic cold start: a segment (age_range/region) gets its own popular list once it had
     # this many decisions in the last 30 days of activity (`db init` copies it too).
     segment_min_decisions: int = 500
+    # Nope-aware ranking: demote candidates close (cosine of item vectors) to the user's 20 most
+    # recent nopes by this weight in the re-rank (twotower.mmr); 0 off (`db init` copies it too).
+    nope_weight: float = 0.0
 
 
 @dataclass
@@ -213,7 +216,7 @@ class Config:
         if not 0 < self.evaluation.test_fraction < 1:
             raise InvalidInput("evaluation.test_fraction must be between 0 and 1")
         for name, v in dataclasses.asdict(self.serving).items():
-            if name in ("diversity", "explore_share"):
+            if name in ("diversity", "explore_share", "nope_weight"):
                 if not 0 <= v <= 1:
                     raise InvalidInput(f"serving.{name} must be between 0 and 1, got {v}")
             elif v <= 0:

@@ -305,7 +305,8 @@ def _redact(url: str) -> str:
 
 def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_tables: bool = False,
             roles: bool = False, ab_salt: str = "twotower-ab", impression_ttl_seconds: float = 86400.0,
-            diversity: float = 0.0, explore_share: float = 0.0, segment_min_decisions: int = 500) -> list[str]:
+            diversity: float = 0.0, explore_share: float = 0.0, segment_min_decisions: int = 500,
+            nope_weight: float = 0.0) -> list[str]:
     """Install or upgrade twotower's schema; idempotent, serialised by an advisory lock.
 
     In order: pgvector, the `twotower` schema (adopting the tables of a pre-0.2 install from
@@ -386,6 +387,8 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(explore_share)),))
         conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('segment_min_decisions', %s) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(int(segment_min_decisions)),))
+        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('nope_weight', %s) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(nope_weight)),))
     _configure(conn)
     return applied
 

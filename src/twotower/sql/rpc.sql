@@ -157,23 +157,40 @@ RETURNS integer LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
 SELECT CASE WHEN p_diversity > 0 THEN greatest(p_limit, least(4 * p_limit, 200)) ELSE p_limit END
 $$;
 
--- Maximal marginal relevance (Carbonell & Goldstein, SIGIR 1998) over the version's item vectors:
--- from candidates in ranking order, take p_k greedily, each maximising
---     (1 - p_diversity) * relevance - p_diversity * (highest cosine to a card already taken, floored at 0),
--- relevance being the score rescaled to 0..1 over the candidates. p_diversity 0 is the plain
--- ranking (the first p_k); ties go to the better-ranked candidate. Every path (the service's
--- statement, twotower.recommend, so recommend_videos and the Edge Function) calls this one.
+-- The user's most recent nopes (at most 20), where the installation demotes what is close to
+-- them (settings 'nope_weight', written by `db init` from serving.nope_weight, above 0); else {}.
+CREATE OR REPLACE FUNCTION twotower.recent_nopes(p_user_id text)
+RETURNS text[] LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+SELECT CASE WHEN coalesce((SELECT value::float8 FROM settings WHERE key = 'nope_weight'), 0) > 0 THEN
+    ARRAY(SELECT d.video_id FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)
+          AND d.decision_type = 'nope' ORDER BY d.created_at DESC, d.video_id LIMIT 20)
+    ELSE '{}'::text[] END
+$$;
+
+-- Maximal marginal relevance (Carbonell & Goldstein, SIGIR 1998) over the version's item vectors,
+-- with the user's nopes as a second penalty: from candidates in ranking order, take p_k
+-- greedily, each maximising
+--     (1 - p_diversity) * relevance - p_diversity * (highest cosine to a card already taken)
+--         - p_nope_weight * (highest cosine to one of p_nopes),
+-- relevance being the score rescaled to 0..1 over the candidates, cosines floored at 0.
+-- p_diversity 0 without nopes is the plain ranking (the first p_k); ties go to the better-ranked
+-- candidate. Every path (the service's statement, twotower.recommend, so recommend_videos and
+-- the Edge Function) calls this one.
+DROP FUNCTION IF EXISTS twotower.mmr(text, text[], double precision[], integer, double precision);
 CREATE OR REPLACE FUNCTION twotower.mmr(p_version text, p_ids text[], p_scores double precision[], p_k integer,
-                                        p_diversity double precision)
+                                        p_diversity double precision, p_nopes text[] DEFAULT '{}',
+                                        p_nope_weight double precision DEFAULT 0)
 RETURNS TABLE (video_id text, score double precision, ord integer)
 LANGUAGE plpgsql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
 #variable_conflict use_column
 DECLARE
     n integer := coalesce(cardinality(p_ids), 0);
     d float8 := least(greatest(coalesce(p_diversity, 0), 0), 1);
+    w float8 := CASE WHEN coalesce(cardinality(p_nopes), 0) > 0 THEN greatest(coalesce(p_nope_weight, 0), 0) ELSE 0 END;
     vecs vector[];
     rel float8[];
     near float8[];
+    noped float8[];
     taken boolean[];
     lo float8;
     hi float8;
@@ -182,7 +199,7 @@ DECLARE
     v float8;
     sim float8;
 BEGIN
-    IF n = 0 OR d = 0 THEN
+    IF n = 0 OR (d = 0 AND w = 0) THEN
         RETURN QUERY SELECT f.v, f.s, f.o::integer FROM unnest(p_ids, p_scores) WITH ORDINALITY AS f(v, s, o)
                      WHERE f.o <= p_k ORDER BY f.o;
         RETURN;
@@ -193,17 +210,27 @@ BEGIN
     SELECT min(s), max(s) INTO lo, hi FROM unnest(p_scores) AS s;
     rel := array_fill(1::float8, ARRAY[n]);
     near := array_fill(0::float8, ARRAY[n]);
+    noped := array_fill(0::float8, ARRAY[n]);
     taken := array_fill(false, ARRAY[n]);
     IF hi > lo THEN
         FOR i IN 1..n LOOP
             rel[i] := (p_scores[i] - lo) / (hi - lo);
         END LOOP;
     END IF;
+    IF w > 0 THEN  -- each candidate's highest cosine to a recent nope, in one statement
+        SELECT array_agg(coalesce(x.m, 0) ORDER BY x.o) INTO noped FROM (
+            SELECT f.o, greatest(max(CASE WHEN 1 - (c.embedding <=> z.embedding) <> 'NaN'::float8
+                                     THEN 1 - (c.embedding <=> z.embedding) END), 0) AS m
+            FROM unnest(p_ids) WITH ORDINALITY AS f(v, o)
+            LEFT JOIN video_embeddings c ON c.model_version = p_version AND c.video_id = f.v
+            LEFT JOIN video_embeddings z ON z.model_version = p_version AND z.video_id = ANY (p_nopes)
+            GROUP BY f.o) x;
+    END IF;
     FOR step IN 1..least(p_k, n) LOOP
         best := NULL;
         FOR i IN 1..n LOOP
             CONTINUE WHEN taken[i];
-            v := (1 - d) * rel[i] - d * near[i];
+            v := (1 - d) * rel[i] - d * near[i] - w * noped[i];
             IF best IS NULL OR v > best_v THEN
                 best := i;
                 best_v := v;
@@ -214,7 +241,7 @@ BEGIN
         score := p_scores[best];
         ord := step;
         RETURN NEXT;
-        CONTINUE WHEN vecs[best] IS NULL;
+        CONTINUE WHEN d = 0 OR vecs[best] IS NULL;
         FOR i IN 1..n LOOP
             CONTINUE WHEN taken[i] OR vecs[i] IS NULL;
             sim := 1 - (vecs[i] <=> vecs[best]);
@@ -540,6 +567,7 @@ DECLARE
     fname text;
     search text;
     div float8;
+    nopes text[];  -- recent nopes, where the installation demotes what is close to them
     pool integer;
     xn integer;
     pv vector;
@@ -563,7 +591,8 @@ BEGIN
         RAISE EXCEPTION 'p_explore_share must be between 0 and 1, not %', p_explore_share USING ERRCODE = '22023';
     END IF;
     div := deck_diversity(p_user_id, p_diversity);
-    pool := mmr_pool(p_limit, div);
+    nopes := recent_nopes(p_user_id);
+    pool := mmr_pool(p_limit, CASE WHEN div > 0 OR cardinality(nopes) > 0 THEN 1 ELSE 0 END);
     IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'popular_at'), '-infinity')
        <= now() - interval '5 minutes' THEN
         PERFORM refresh_popular(interval '5 minutes');
@@ -673,9 +702,11 @@ BEGIN
         EXECUTE format(search, format('(e.embedding::vector(%1$s) <#> $1::vector(%1$s)) + 0', m.embedding_dim))
             INTO ids, scores USING q, p_user_id, pool, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
     END IF;
-    IF div > 0 THEN  -- MMR over the pool: the deck's p_limit cards, each unlike those above it
+    IF div > 0 OR cardinality(nopes) > 0 THEN  -- MMR over the pool: each card unlike those above it and the nopes
         SELECT coalesce(array_agg(r.video_id ORDER BY r.ord), '{}'), coalesce(array_agg(r.score ORDER BY r.ord), '{}')
-        INTO ids, scores FROM mmr(m.version, ids, scores, p_limit, div) r;
+        INTO ids, scores
+        FROM mmr(m.version, ids, scores, p_limit, div, nopes,
+                 coalesce((SELECT value::float8 FROM settings WHERE key = 'nope_weight'), 0)) r;
     END IF;
     xn := explore_count(p_limit, p_explore_share);
     IF xn > 0 THEN  -- exploration: Thompson-sampled new videos at evenly spread positions

@@ -9,15 +9,19 @@
 -- row at all means "not fresh": the caller computes the vector). {order} is the index's
 -- distance expression, or that expression plus zero for an exact scan the index cannot serve.
 -- The deck's diversity (rpc.sql deck_diversity, inline: the request's, the user's setting, the
--- installation's default): above 0, the search takes a wider pool (mmr_pool) and twotower.mmr
--- picks the k cards; at 0 the plain ranking, and mmr is never called. With an explore share,
+-- installation's default) and the user's recent nopes (where serving.nope_weight is above 0):
+-- with either, the search takes a wider pool (mmr_pool) and twotower.mmr picks the k cards;
+-- without, the plain ranking, and mmr is never called. With an explore share,
 -- explore_pick's Thompson-sampled new videos follow the ranked rows (explore true); the service
 -- deals them into the deck as twotower.recommend does.
 WITH {prelude}
-dv AS MATERIALIZED (
-    SELECT x.d, twotower.mmr_pool({k}, x.d) AS n
-    FROM (SELECT coalesce(%(div)s::float8, (SELECT s.diversity FROM user_settings s WHERE s.user_id = %(user_id)s),
-                          (SELECT value::float8 FROM settings WHERE key = 'diversity'), 0) AS d) x
+dv AS MATERIALIZED (  -- rr: re-rank (diversity, or nopes to demote what is close to)
+    SELECT x.d, x.nopes, x.w, x.d > 0 OR cardinality(x.nopes) > 0 AS rr,
+           twotower.mmr_pool({k}, CASE WHEN x.d > 0 OR cardinality(x.nopes) > 0 THEN 1 ELSE 0 END) AS n
+    FROM (SELECT y.d, y.w, CASE WHEN y.w > 0 THEN twotower.recent_nopes(%(user_id)s) ELSE '{{}}'::text[] END AS nopes
+          FROM (SELECT coalesce(%(div)s::float8, (SELECT s.diversity FROM user_settings s WHERE s.user_id = %(user_id)s),
+                                (SELECT value::float8 FROM settings WHERE key = 'diversity'), 0) AS d,
+                       coalesce((SELECT value::float8 FROM settings WHERE key = 'nope_weight'), 0) AS w) y) x
 ),
 xn AS MATERIALIZED (  -- exploration's cards (rpc.sql explore_count, inline)
     SELECT least({k}, floor({k} * coalesce(%(explore)s::float8,
@@ -41,12 +45,12 @@ c AS MATERIALIZED (
 SELECT r.video_id, r.score, r.liked, r.explore FROM (
     SELECT c.video_id, -c.dist AS score, NULL::text[] AS liked, false AS explore,
            row_number() OVER (ORDER BY c.dist) AS ord
-    FROM c WHERE (SELECT dv.d FROM dv) = 0
+    FROM c WHERE NOT (SELECT dv.rr FROM dv)
     UNION ALL
     SELECT m.video_id, m.score, NULL, false, m.ord
     FROM twotower.mmr({version}, ARRAY(SELECT c.video_id FROM c ORDER BY c.dist), ARRAY(SELECT -c.dist FROM c ORDER BY c.dist),
-                      {k}, (SELECT dv.d FROM dv)) m
-    WHERE (SELECT dv.d FROM dv) > 0
+                      {k}, (SELECT dv.d FROM dv), (SELECT dv.nopes FROM dv), (SELECT dv.w FROM dv)) m
+    WHERE (SELECT dv.rr FROM dv)
     UNION ALL  -- exploration's picks, after the ranked cards (the service deals them into the deck)
     SELECT x.video_id, x.score, NULL, true, 100000 + x.o
     FROM twotower.explore_pick({version}, {q}, %(user_id)s, (SELECT xn.n FROM xn), (SELECT h.ids FROM h),
