@@ -568,6 +568,7 @@ DECLARE
     search text;
     div float8;
     nopes text[];  -- recent nopes, where the installation demotes what is close to them
+    nope_w float8;
     pool integer;
     xn integer;
     pv vector;
@@ -590,9 +591,17 @@ BEGIN
     IF p_explore_share IS NOT NULL AND NOT (p_explore_share >= 0 AND p_explore_share <= 1) THEN
         RAISE EXCEPTION 'p_explore_share must be between 0 and 1, not %', p_explore_share USING ERRCODE = '22023';
     END IF;
-    div := deck_diversity(p_user_id, p_diversity);
-    nopes := recent_nopes(p_user_id);
-    pool := mmr_pool(p_limit, CASE WHEN div > 0 OR cardinality(nopes) > 0 THEN 1 ELSE 0 END);
+    -- the deck's settings in one statement (deck_diversity, nope_weight, explore_count, inline:
+    -- a function call pays for its SET)
+    SELECT coalesce(p_diversity, (SELECT us.diversity FROM user_settings us WHERE us.user_id = p_user_id),
+                    max(st.value::float8) FILTER (WHERE st.key = 'diversity'), 0),
+           coalesce(max(st.value::float8) FILTER (WHERE st.key = 'nope_weight'), 0),
+           least(p_limit, floor(p_limit * coalesce(p_explore_share, max(st.value::float8) FILTER (WHERE st.key = 'explore_share'), 0)
+                                + 0.5))::integer
+    INTO div, nope_w, xn
+    FROM settings st WHERE st.key IN ('diversity', 'nope_weight', 'explore_share');
+    nopes := CASE WHEN nope_w > 0 THEN recent_nopes(p_user_id) ELSE '{}'::text[] END;
+    pool := CASE WHEN div > 0 OR cardinality(nopes) > 0 THEN greatest(p_limit, least(4 * p_limit, 200)) ELSE p_limit END;
     IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'popular_at'), '-infinity')
        <= now() - interval '5 minutes' THEN
         PERFORM refresh_popular(interval '5 minutes');
@@ -705,10 +714,8 @@ BEGIN
     IF div > 0 OR cardinality(nopes) > 0 THEN  -- MMR over the pool: each card unlike those above it and the nopes
         SELECT coalesce(array_agg(r.video_id ORDER BY r.ord), '{}'), coalesce(array_agg(r.score ORDER BY r.ord), '{}')
         INTO ids, scores
-        FROM mmr(m.version, ids, scores, p_limit, div, nopes,
-                 coalesce((SELECT value::float8 FROM settings WHERE key = 'nope_weight'), 0)) r;
+        FROM mmr(m.version, ids, scores, p_limit, div, nopes, nope_w) r;
     END IF;
-    xn := explore_count(p_limit, p_explore_share);
     IF xn > 0 THEN  -- exploration: Thompson-sampled new videos at evenly spread positions
         IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'explore_at'), '-infinity')
            <= now() - interval '1 minute' THEN
