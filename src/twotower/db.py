@@ -76,6 +76,13 @@ def sql(name: str) -> str:
     return resources.files("twotower").joinpath("sql", f"{name}.sql").read_text()
 
 
+def serving_sql() -> str:
+    """The SQL serving path, re-run by every `db init`: the deck's functions, recommend and
+    recommend_videos, then the other public functions and their grants (deck.sql, rpc.sql,
+    rpc_public.sql, in that order)."""
+    return "\n".join(sql(n) for n in ("deck", "rpc", "rpc_public"))
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) for every numbered file in sql/migrations, in order."""
     out = []
@@ -373,7 +380,7 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
         # The SQL serving path and its public wrapper (public.recommend_videos: recorded, so
         # `db reset` drops it), then the grants over everything, and the A/B salt it shares
         # with the service.
-        conn.execute(sql("rpc"))
+        conn.execute(serving_sql())
         conn.execute("INSERT INTO twotower.installed (object, detail) VALUES ('rpc', 'public.recommend_videos') "
                      "ON CONFLICT DO NOTHING")
         conn.execute(sql("security"))

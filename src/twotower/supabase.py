@@ -38,7 +38,7 @@ def migration_files(conn: psycopg.Connection, src: SourceConfig) -> list[tuple[s
         files.append((f"twotower_{version:03d}_{name}", text.rstrip() + "\n" + psql.SQL(
             "INSERT INTO twotower.schema_migrations (version, name) VALUES ({}, {}) ON CONFLICT DO NOTHING;\n")
             .format(psql.Literal(version), psql.Literal(name)).as_string(conn)))
-    security = db.sql("rpc") + "\n" + psql.SQL(
+    security = db.serving_sql() + "\n" + psql.SQL(
         "INSERT INTO twotower.installed (object, detail) VALUES ('rpc', 'public.recommend_videos') "
         "ON CONFLICT DO NOTHING;\n").as_string(conn) + db.sql("security")
     if conn.execute("SELECT to_regprocedure('auth.jwt()')").fetchone()[0] is None:
