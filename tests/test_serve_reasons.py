@@ -63,13 +63,15 @@ def test_search_statement_prepares_a_generic_plan_on_the_right_path(conn, settin
     art = setup_model(conn, settings, tmp_path)
     u = warm_user(conn)
     text = _statement(art.version, art.dim, 20, True, True, exact).decode()
-    for k, (name, kind) in enumerate([("user_id", "text"), ("imp", "boolean"), ("deck", "text"), ("pending", "text[]")]):
+    params = [("user_id", "text"), ("imp", "boolean"), ("deck", "text"), ("pending", "text[]"),
+              ("div", "float8"), ("explore", "float8")]
+    for k, (name, kind) in enumerate(params):
         text = text.replace(f"%({name})s", f"${k + 1}::{kind}")
     conn.execute("SET plan_cache_mode = force_generic_plan")
     conn.execute("SET hnsw.iterative_scan = relaxed_order")  # as the service's pool sets it
     conn.execute("SET enable_seqscan = off")  # 400 videos: as at scale, where a full scan costs more
-    conn.execute(f"PREPARE s(text, boolean, text, text[]) AS {text}")
-    run = sql.SQL("EXECUTE s({}, true, NULL, '{{}}')").format(sql.Literal(u))
+    conn.execute(f"PREPARE s({', '.join(kind for _, kind in params)}) AS {text}")
+    run = sql.SQL("EXECUTE s({}, true, NULL, '{{}}', NULL, NULL)").format(sql.Literal(u))
     plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + run))
     assert ("video_emb_hnsw_" in plan) is (not exact), plan
     rows = conn.execute(run).fetchall()
