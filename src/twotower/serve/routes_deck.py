@@ -2,7 +2,7 @@
 maker or video never appears in that user's decks again, in any path (the service,
 recommend_videos, the Edge Functions), because every path filters through twotower.deck_hidden;
 the diversity setting is what every path's MMR uses when a request names none
-(twotower.deck_diversity)."""
+(read where the deck is built: serve_recommend.sql, twotower.recommend)."""
 
 from __future__ import annotations
 

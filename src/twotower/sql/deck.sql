@@ -39,14 +39,7 @@ SELECT (cardinality(p_tags) > 0 AND EXISTS (SELECT 1 FROM src_video_tags t WHERE
                                               AND v.maker = ANY (p_makers)))
 $$;
 
--- The diversity of one user's deck: the request's, else the user's own setting (user_settings),
--- else the installation's default (settings 'diversity', written by `db init` from
--- serving.diversity), else 0. The service's search statement (serve_recommend.sql) inlines the same.
-CREATE OR REPLACE FUNCTION twotower.deck_diversity(p_user_id text, p_diversity double precision DEFAULT NULL)
-RETURNS double precision LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
-SELECT coalesce(p_diversity, (SELECT s.diversity FROM user_settings s WHERE s.user_id = p_user_id),
-                (SELECT value::float8 FROM settings WHERE key = 'diversity'), 0)
-$$;
+DROP FUNCTION IF EXISTS twotower.deck_diversity(text, double precision);  -- inlined where the deck is built
 
 -- How many candidates MMR re-ranks for a deck of p_limit (the plain ranking needs p_limit).
 CREATE OR REPLACE FUNCTION twotower.mmr_pool(p_limit integer, p_diversity double precision)
@@ -265,6 +258,18 @@ ORDER BY p.a / (p.a + p.b) + sqrt(p.a * p.b / ((p.a + p.b) ^ 2 * (p.a + p.b + 1)
 LIMIT greatest(p_n, 0)
 $$;
 
+-- The ids of the videos carrying one of the user's sign-up picks (a tag, performer or maker).
+CREATE OR REPLACE FUNCTION twotower.picked_videos(p_user_id text)
+RETURNS TABLE (id text) LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+WITH p AS (SELECT u.kind, u.value FROM user_preferences u WHERE u.user_id = p_user_id),
+m AS (
+    SELECT t.video_key FROM src_video_tags t JOIN p ON p.kind = 'tag' AND t.tag_name = p.value
+    UNION SELECT f.video_key FROM src_video_performers f JOIN p ON p.kind = 'performer' AND f.performer_name = p.value
+    UNION SELECT v.video_key FROM src_videos v JOIN p ON p.kind = 'maker' AND v.maker = p.value
+)
+SELECT v.id FROM m JOIN src_videos v ON v.video_key = m.video_key
+$$;
+
 -- Onboarding: a first vector for a user without likes, from what they picked at sign-up: the
 -- vector of a user who liked the 20 most popular videos carrying a pick (tag, performer or
 -- maker). Where the version keeps history rows (user_vector sql or sql+onnx) that is their sum,
@@ -273,14 +278,8 @@ $$;
 -- version knows. Every path calls this one function.
 CREATE OR REPLACE FUNCTION twotower.preference_vector(p_version text, p_user_id text)
 RETURNS vector LANGUAGE sql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $$
-WITH p AS (SELECT u.kind, u.value FROM user_preferences u WHERE u.user_id = p_user_id),
-m AS (
-    SELECT t.video_key FROM src_video_tags t JOIN p ON p.kind = 'tag' AND t.tag_name = p.value
-    UNION SELECT f.video_key FROM src_video_performers f JOIN p ON p.kind = 'performer' AND f.performer_name = p.value
-    UNION SELECT v.video_key FROM src_videos v JOIN p ON p.kind = 'maker' AND v.maker = p.value
-),
-top AS (
-    SELECT v.id FROM m JOIN src_videos v ON v.video_key = m.video_key
+WITH top AS (
+    SELECT v.id FROM picked_videos(p_user_id) m JOIN src_videos v ON v.id = m.id
     JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = v.id
     LEFT JOIN popular_cache pc ON pc.video_id = v.id
     ORDER BY pc.score DESC NULLS LAST, v.id LIMIT 20
@@ -300,17 +299,11 @@ CREATE OR REPLACE FUNCTION twotower.onboarding_deck(p_version text, p_q vector, 
                                                     p_n_mutes integer)
 RETURNS TABLE (video_id text, score double precision, ord bigint)
 LANGUAGE sql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $$
-WITH p AS (SELECT u.kind, u.value FROM user_preferences u WHERE u.user_id = p_user_id),
-m AS (
-    SELECT t.video_key FROM src_video_tags t JOIN p ON p.kind = 'tag' AND t.tag_name = p.value
-    UNION SELECT f.video_key FROM src_video_performers f JOIN p ON p.kind = 'performer' AND f.performer_name = p.value
-    UNION SELECT v.video_key FROM src_videos v JOIN p ON p.kind = 'maker' AND v.maker = p.value
-),
-c AS (
-    SELECT v.id, -(e.embedding <#> p_q) AS s FROM m JOIN src_videos v ON v.video_key = m.video_key
+WITH c AS (
+    SELECT v.id, -(e.embedding <#> p_q) AS s FROM picked_videos(p_user_id) m JOIN src_videos v ON v.id = m.id
     JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = v.id
     WHERE p_q IS NOT NULL AND NOT (v.id = ANY (p_hidden))
-      AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = m.video_key)
+      AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.video_key = v.video_key)
       AND (p_n_mutes = 0 OR NOT twotower.is_muted(v.id, p_tags, p_performers, p_makers))
     ORDER BY 2 DESC, 1 LIMIT p_n
 )

@@ -278,7 +278,7 @@ BEGIN
     IF p_explore_share IS NOT NULL AND NOT (p_explore_share >= 0 AND p_explore_share <= 1) THEN
         RAISE EXCEPTION 'p_explore_share must be between 0 and 1, not %', p_explore_share USING ERRCODE = '22023';
     END IF;
-    -- the deck's settings in one statement (deck_diversity, nope_weight, explore_count, inline:
+    -- the deck's settings in one statement (diversity, nope_weight, explore_count inline:
     -- a function call pays for its SET)
     SELECT coalesce(p_diversity, (SELECT us.diversity FROM user_settings us WHERE us.user_id = p_user_id),
                     max(st.value::float8) FILTER (WHERE st.key = 'diversity'), 0),

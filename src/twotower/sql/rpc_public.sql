@@ -2,6 +2,30 @@
 -- `twotower db init` after rpc.sql): the signed-in user's mutes, diversity setting and sign-up
 -- picks, and the grants on every public function twotower owns.
 
+-- Whom a public function acts for: the signed-in user (a user may name only itself), or for the
+-- service role (or the owner) p_user_id, else the token's sub. p_fn and p_what word the errors.
+CREATE OR REPLACE FUNCTION twotower.acting_user(p_user_id text, p_fn text, p_what text)
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = twotower, public, pg_catalog AS $fn$
+DECLARE
+    caller text := current_setting('role');
+    sub text := auth.jwt() ->> 'sub';
+BEGIN
+    IF caller IN ('authenticated', 'anon') THEN
+        IF sub IS NULL THEN
+            RAISE EXCEPTION 'no signed-in user: call % with a user''s access token', p_fn USING ERRCODE = '42501';
+        END IF;
+        IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
+            RAISE EXCEPTION 'a user may only change their own %', p_what USING ERRCODE = '42501';
+        END IF;
+        RETURN sub;
+    END IF;
+    IF coalesce(p_user_id, sub) IS NULL THEN
+        RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
+    END IF;
+    RETURN coalesce(p_user_id, sub);
+END
+$fn$;
+
 -- "Less of this" from supabase-js: supabase.rpc('twotower_mute', { p_kind: 'tag', p_value: 'horror' })
 -- mutes for the signed-in user (p_mute false unmutes); the service role names p_user_id. Returns
 -- the user's mutes after the change. `anon` may not execute it.
@@ -11,24 +35,8 @@ RETURNS TABLE (kind text, value text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, public, pg_catalog AS $fn$
 #variable_conflict use_column
 DECLARE
-    caller text := current_setting('role');
-    sub text := auth.jwt() ->> 'sub';
-    who text;
+    who text := twotower.acting_user(p_user_id, 'twotower_mute', 'mutes');
 BEGIN
-    IF caller IN ('authenticated', 'anon') THEN
-        IF sub IS NULL THEN
-            RAISE EXCEPTION 'no signed-in user: call twotower_mute with a user''s access token' USING ERRCODE = '42501';
-        END IF;
-        IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
-            RAISE EXCEPTION 'a user may only change their own mutes' USING ERRCODE = '42501';
-        END IF;
-        who := sub;
-    ELSE
-        who := coalesce(p_user_id, sub);
-        IF who IS NULL THEN
-            RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
-        END IF;
-    END IF;
     IF p_kind IS NULL OR p_kind NOT IN ('tag', 'performer', 'maker', 'video') THEN
         RAISE EXCEPTION 'p_kind must be tag, performer, maker or video, not %', p_kind USING ERRCODE = '22023';
     END IF;
@@ -52,25 +60,8 @@ CREATE OR REPLACE FUNCTION public.twotower_set_diversity(p_diversity double prec
 RETURNS double precision
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, public, pg_catalog AS $fn$
 DECLARE
-    caller text := current_setting('role');
-    sub text := auth.jwt() ->> 'sub';
-    who text;
+    who text := twotower.acting_user(p_user_id, 'twotower_set_diversity', 'settings');
 BEGIN
-    IF caller IN ('authenticated', 'anon') THEN
-        IF sub IS NULL THEN
-            RAISE EXCEPTION 'no signed-in user: call twotower_set_diversity with a user''s access token'
-                USING ERRCODE = '42501';
-        END IF;
-        IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
-            RAISE EXCEPTION 'a user may only change their own settings' USING ERRCODE = '42501';
-        END IF;
-        who := sub;
-    ELSE
-        who := coalesce(p_user_id, sub);
-        IF who IS NULL THEN
-            RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
-        END IF;
-    END IF;
     IF p_diversity IS NOT NULL AND NOT (p_diversity >= 0 AND p_diversity <= 1) THEN
         RAISE EXCEPTION 'p_diversity must be between 0 and 1 (or null to clear it), not %', p_diversity
             USING ERRCODE = '22023';
@@ -90,25 +81,8 @@ RETURNS TABLE (kind text, value text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = twotower, public, pg_catalog AS $fn$
 #variable_conflict use_column
 DECLARE
-    caller text := current_setting('role');
-    sub text := auth.jwt() ->> 'sub';
-    who text;
+    who text := twotower.acting_user(p_user_id, 'twotower_set_preferences', 'preferences');
 BEGIN
-    IF caller IN ('authenticated', 'anon') THEN
-        IF sub IS NULL THEN
-            RAISE EXCEPTION 'no signed-in user: call twotower_set_preferences with a user''s access token'
-                USING ERRCODE = '42501';
-        END IF;
-        IF p_user_id IS NOT NULL AND p_user_id <> sub THEN
-            RAISE EXCEPTION 'a user may only change their own preferences' USING ERRCODE = '42501';
-        END IF;
-        who := sub;
-    ELSE
-        who := coalesce(p_user_id, sub);
-        IF who IS NULL THEN
-            RAISE EXCEPTION 'pass p_user_id: the caller (%) names no user', caller USING ERRCODE = '22023';
-        END IF;
-    END IF;
     IF coalesce(cardinality(p_tags), 0) > 50 OR coalesce(cardinality(p_performers), 0) > 50
        OR coalesce(cardinality(p_makers), 0) > 50 THEN
         RAISE EXCEPTION 'at most 50 tags, 50 performers and 50 makers' USING ERRCODE = '22023';

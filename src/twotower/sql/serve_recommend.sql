@@ -8,7 +8,7 @@
 -- when it is newer than the user's last decision (then the whole answer is one round trip; no
 -- row at all means "not fresh": the caller computes the vector). {order} is the index's
 -- distance expression, or that expression plus zero for an exact scan the index cannot serve.
--- The deck's diversity (rpc.sql deck_diversity, inline: the request's, the user's setting, the
+-- The deck's diversity (as twotower.recommend reads it: the request's, the user's setting, the
 -- installation's default) and the user's recent nopes (where serving.nope_weight is above 0):
 -- with either, the search takes a wider pool (mmr_pool) and twotower.mmr picks the k cards;
 -- without, the plain ranking, and mmr is never called. With an explore share,
