@@ -74,7 +74,7 @@ async def recommend(state: ServiceState, user_id: str, limit: int, exclude: bool
         state.explore_asked = True
     try:
         return await state.run(lambda conn: _recommend(state, conn, ask, version, t0))
-    except DB_DOWN:  # after one retry on a fresh connection: the database is really gone
+    except DB_DOWN:  # after retries on fresh connections: the database is really gone
         return fallback(state, user_id, limit, t0)
 
 

@@ -139,11 +139,13 @@ class ServiceState:
     async def run(self, fn):
         """`await fn(conn)` on a pooled connection within the request budget. A connection that
         turns out dead (database restarted, backend terminated) is dropped with every other dead
-        one in the pool, and the call retried once, so dead connections never fail a request
-        while the database is up. Raises a DB_DOWN error when the database is really unreachable.
+        one in the pool, and the call retried, twice at most: a connection that was busy during
+        the check (so not checked) can come back to the pool dead and be the one handed to the
+        retry. A dead connection fails at once, so retries cost little, and dead connections
+        never fail a request while the database is up. Raises a DB_DOWN error when the database is really unreachable.
         Callers retry only idempotent work (reads, upserts)."""
         async with asyncio.timeout(self.cfg.serving.request_timeout_seconds):
-            for attempt in (0, 1):
+            for attempt in (0, 1, 2):
                 try:
                     async with self.pool.connection() as conn:
                         return await fn(conn)
@@ -151,7 +153,7 @@ class ServiceState:
                     self._wake.set()
                     raise
                 except (psycopg.OperationalError, OSError):
-                    if attempt:
+                    if attempt == 2:
                         self._wake.set()  # let the probe decide whether the database is down
                         raise
                     # Its siblings probably died with it. Checking them one by one at checkout
