@@ -16,7 +16,9 @@ For 1,000 random users, interleaved user by user on one connection each:
   without the reasons, without the two writes (recommendation_log, impressions) and without both,
   interleaved with the full one and the bare query on fresh users, plus the pieces called alone
   (the SQL user vector, the deck filter, the version's search function with a stored vector);
-- MMR diversity: the call with p_diversity 0 and 0.5, interleaved per user.
+- MMR diversity: the call with p_diversity 0 and 0.5, interleaved per user;
+- impression discounting: a returning user whose last deck is past the TTL and unanswered, with
+  serving.impression_discount 0.5 (the default) and 0, interleaved per user.
 """
 
 from __future__ import annotations
@@ -170,6 +172,30 @@ def main() -> None:
                 assert len(rows) == 20
             c.commit()
     mmr = {f"diversity_{d}": {"p50_ms": pct(ts[50:], 50), "p99_ms": pct(ts[50:], 99)} for d, ts in t_mmr.items()}
+    # Impression discounting: a returning user whose last deck of 20 is past the TTL, unanswered,
+    # with serving.impression_discount at 0.5 (the default: a pool of 80 re-sorted in
+    # twotower.mmr) and at 0 (the plain ranking), interleaved; each call rolled back so the
+    # cards stay stale for the next
+    t_disc: dict[str, list[float]] = {"0": [], "0.5": []}
+    with db.connect(s) as c:
+        for i, u in enumerate(users[:20] + users[:200]):
+            if i == 20 or i == 0:  # the warm-up users come back below; start them afresh
+                c.execute("DELETE FROM twotower.impressions")
+                c.commit()
+            c.execute("SELECT count(*) FROM recommend_videos(20, %s)", (u,)).fetchone()
+            c.execute("UPDATE twotower.impressions SET last_served_at = now() - interval '2 days' WHERE user_id = %s", (u,))
+            c.commit()
+            for d in (("0", "0.5") if i % 2 else ("0.5", "0")):
+                c.execute("UPDATE twotower.settings SET value = %s WHERE key = 'impression_discount'", (d,))
+                c.commit()
+                t0 = time.perf_counter()
+                rows = c.execute("SELECT * FROM recommend_videos(20, %s)", (u,), prepare=True).fetchall()
+                t_disc[d].append((time.perf_counter() - t0) * 1000)
+                c.rollback()
+                assert len(rows) == 20
+        c.execute("UPDATE twotower.settings SET value = '0.5' WHERE key = 'impression_discount'")
+        c.commit()
+    discount = {f"discount_{d}": {"p50_ms": pct(ts[20:], 50), "p99_ms": pct(ts[20:], 99)} for d, ts in t_disc.items()}
     out = {
         "commit": git_commit(), "machine": machine(), "videos": a.videos, "users_measured": len(t_bare),
         "bare_prepared": {"p50_ms": pct(t_bare, 50), "p99_ms": pct(t_bare, 99)},
@@ -180,6 +206,7 @@ def main() -> None:
         "sql_user_vector_1000_likes": t_vec,
         "breakdown": parts,
         "mmr": mmr,
+        "impression_discount": discount,
     }
     print(json.dumps(out, indent=2))
     print(f"wrote {write_json(f'rpc_{a.videos}', out)}")

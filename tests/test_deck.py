@@ -50,10 +50,12 @@ def test_served_cards_are_not_served_again_within_the_ttl(client, world):  # noq
     assert not set(ids(rec(client, u, 10))) & set(first + second + sql)
     times = dict(world.execute("SELECT video_id, times_served FROM twotower.impressions WHERE user_id = %s", (u,)).fetchall())
     assert all(times[v] == 2 for v in first) and all(times[v] == 1 for v in second)
-    # past the TTL (a day by default) a card may come back
+    # past the TTL (a day by default) a card may come back (discounted for each serving: its own
+    # test is tests/test_deck_discount.py): the deck is full and some of those cards are back
     world.execute("UPDATE twotower.impressions SET last_served_at = now() - interval '2 days' WHERE user_id = %s", (u,))
     world.commit()
-    assert ids(rec(client, u, 10)) == first
+    back = ids(rec(client, u, 10))
+    assert len(back) == 10 and set(back) & set(first)
 
 
 def test_an_exhausted_deck_stays_full_with_the_oldest_impressions(client, world):  # noqa: F811

@@ -103,9 +103,7 @@ def _init(conn, s: Settings, config: Path | None, demo_tables: bool | None) -> l
     embedded = not s.database_url
     cfg = load_config(config)
     return db.migrate(conn, cfg.source, demo_tables=embedded if demo_tables is None else demo_tables,
-                      roles=embedded, ab_salt=s.ab_salt, impression_ttl_seconds=cfg.serving.impression_ttl_seconds,
-                      diversity=cfg.serving.diversity, explore_share=cfg.serving.explore_share,
-                      segment_min_decisions=cfg.serving.segment_min_decisions, nope_weight=cfg.serving.nope_weight)
+                      roles=embedded, ab_salt=s.ab_salt, serving=cfg.serving)
 
 
 @db_app.command("init")

@@ -137,6 +137,12 @@ class ServingConfig:
     # Nope-aware ranking: demote candidates close (cosine of item vectors) to the user's 20 most
     # recent nopes by this weight in the re-rank (twotower.mmr); 0 off (`db init` copies it too).
     nope_weight: float = 0.0
+    # Impression discounting: a card served again after the TTL, still unanswered, has its
+    # relevance multiplied by (1 - this) for each earlier serving (twotower.mmr); 0 off.
+    impression_discount: float = 0.5
+    # "Less of this" as a ranking signal: besides never showing a muted video again, demote
+    # candidates close to the user's muted videos by this weight in the re-rank; 0 off.
+    mute_weight: float = 0.5
 
 
 @dataclass
@@ -216,7 +222,7 @@ class Config:
         if not 0 < self.evaluation.test_fraction < 1:
             raise InvalidInput("evaluation.test_fraction must be between 0 and 1")
         for name, v in dataclasses.asdict(self.serving).items():
-            if name in ("diversity", "explore_share", "nope_weight"):
+            if name in ("diversity", "explore_share", "nope_weight", "impression_discount", "mute_weight"):
                 if not 0 <= v <= 1:
                     raise InvalidInput(f"serving.{name} must be between 0 and 1, got {v}")
             elif v <= 0:

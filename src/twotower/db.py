@@ -19,7 +19,7 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
-from twotower.config import Settings, SourceConfig
+from twotower.config import ServingConfig, Settings, SourceConfig
 from twotower.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -310,10 +310,12 @@ def _redact(url: str) -> str:
 
 # --------------------------------------------------------------------------- schema
 
+# serving.* keys `db init` copies into twotower.settings, where every SQL path reads them.
+DECK_SETTINGS = ("impression_ttl_seconds", "diversity", "explore_share", "segment_min_decisions", "nope_weight",
+                 "impression_discount", "mute_weight")
+
 def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_tables: bool = False,
-            roles: bool = False, ab_salt: str = "twotower-ab", impression_ttl_seconds: float = 86400.0,
-            diversity: float = 0.0, explore_share: float = 0.0, segment_min_decisions: int = 500,
-            nope_weight: float = 0.0) -> list[str]:
+            roles: bool = False, ab_salt: str = "twotower-ab", serving: ServingConfig | None = None) -> list[str]:
     """Install or upgrade twotower's schema; idempotent, serialised by an advisory lock.
 
     In order: pgvector, the `twotower` schema (adopting the tables of a pre-0.2 install from
@@ -386,16 +388,12 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
         conn.execute(sql("security"))
         conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('ab_salt', %s) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (ab_salt,))
-        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('impression_ttl_seconds', %s) "
-                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(impression_ttl_seconds)),))
-        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('diversity', %s) "
-                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(diversity)),))
-        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('explore_share', %s) "
-                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(explore_share)),))
-        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('segment_min_decisions', %s) "
-                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(int(segment_min_decisions)),))
-        conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('nope_weight', %s) "
-                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(float(nope_weight)),))
+        # The deck's settings the SQL paths read (serving.*; the defaults without a config).
+        serving = serving or ServingConfig()
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO twotower.settings (key, value) VALUES (%s, %s) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            [(k, str(getattr(serving, k))) for k in DECK_SETTINGS])
     _configure(conn)
     return applied
 

@@ -6,23 +6,35 @@
 
 -- The deck's filter for one user (every path uses it): the videos kept out of their decks (cards
 -- served within the impression TTL and not answered, unless p_exclude_impressions is false; the
--- cards of p_deck_id whenever given; muted videos) and the tags, performers and makers they muted.
+-- cards of p_deck_id whenever given; muted videos), the tags, performers and makers they muted,
+-- and whether a card served to them is past the TTL and still unanswered (stale; false with
+-- impressions off, or serving.impression_discount 0): without one, the re-rank's impression discount has nothing to do and the
+-- plain ranking stands. (Answered cards keep their impression row; the probe stops at the first
+-- unanswered one.)
+DROP FUNCTION IF EXISTS twotower.deck_hidden(text, boolean, text);  -- before stale
 CREATE OR REPLACE FUNCTION twotower.deck_hidden(p_user_id text, p_exclude_impressions boolean DEFAULT true,
                                                 p_deck_id text DEFAULT NULL,
                                                 OUT ids text[], OUT muted_ids text[], OUT tags text[],
-                                                OUT performers text[], OUT makers text[], OUT n_mutes integer)
+                                                OUT performers text[], OUT makers text[], OUT n_mutes integer,
+                                                OUT stale boolean)
 LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+WITH ttl AS (SELECT now() - make_interval(secs => coalesce((SELECT value::float8 FROM settings
+                                                            WHERE key = 'impression_ttl_seconds'), 86400)) AS since)
 SELECT ARRAY(SELECT i.video_id FROM impressions i
              WHERE i.user_id = p_user_id
-               AND ((p_exclude_impressions AND i.last_served_at > now() - make_interval(secs =>
-                        coalesce((SELECT value::float8 FROM settings WHERE key = 'impression_ttl_seconds'), 86400)))
-                    OR i.deck_id = p_deck_id)
+               AND ((p_exclude_impressions AND i.last_served_at > (SELECT since FROM ttl)) OR i.deck_id = p_deck_id)
              UNION ALL SELECT m.value FROM user_mutes m WHERE m.user_id = p_user_id AND m.kind = 'video'),
-       coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'video'), '{}'),
+       coalesce(array_agg(m.value ORDER BY m.created_at) FILTER (WHERE m.kind = 'video'), '{}'),
        coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'tag'), '{}'),
        coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'performer'), '{}'),
        coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'maker'), '{}'),
-       count(*) FILTER (WHERE m.kind <> 'video')::integer
+       count(*) FILTER (WHERE m.kind <> 'video')::integer,
+       CASE WHEN p_exclude_impressions
+                 AND coalesce((SELECT value::float8 FROM settings WHERE key = 'impression_discount'), 0) > 0 THEN EXISTS (
+           SELECT 1 FROM impressions i WHERE i.user_id = p_user_id AND i.last_served_at <= (SELECT since FROM ttl)
+             AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)
+                                                           AND d.video_key = twotower.video_key(i.video_id)))
+       ELSE false END
 FROM user_mutes m WHERE m.user_id = p_user_id
 $$;
 
@@ -47,36 +59,51 @@ RETURNS integer LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $$
 SELECT CASE WHEN p_diversity > 0 THEN greatest(p_limit, least(4 * p_limit, 200)) ELSE p_limit END
 $$;
 
--- The user's most recent nopes (at most 20), where the installation demotes what is close to
--- them (settings 'nope_weight', written by `db init` from serving.nope_weight, above 0); else {}.
-CREATE OR REPLACE FUNCTION twotower.recent_nopes(p_user_id text)
-RETURNS text[] LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
-SELECT CASE WHEN coalesce((SELECT value::float8 FROM settings WHERE key = 'nope_weight'), 0) > 0 THEN
-    ARRAY(SELECT d.video_id FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)
-          AND d.decision_type = 'nope' ORDER BY d.created_at DESC, d.video_id LIMIT 20)
-    ELSE '{}'::text[] END
+-- What the re-rank demotes the neighbours of, each with its weight: the user's 20 latest nopes
+-- (settings 'nope_weight', from serving.nope_weight, where above 0) and the videos they muted
+-- (p_muted, their 50 latest, 'mute_weight'): a muted video never comes back, and "less of this"
+-- also pushes down what looks like it. Empty where both weights are 0.
+DROP FUNCTION IF EXISTS twotower.recent_nopes(text);  -- became negatives
+CREATE OR REPLACE FUNCTION twotower.negatives(p_user_id text, p_muted text[], OUT ids text[], OUT weights float8[])
+LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
+WITH w AS (SELECT coalesce(max(value::float8) FILTER (WHERE key = 'nope_weight'), 0) AS nope,
+                  coalesce(max(value::float8) FILTER (WHERE key = 'mute_weight'), 0) AS mute
+           FROM settings WHERE key IN ('nope_weight', 'mute_weight')),
+n AS (SELECT v, x FROM (SELECT d.video_id AS v, (SELECT nope FROM w) AS x FROM src_decisions d
+                        WHERE (SELECT nope FROM w) > 0 AND d.user_key = twotower.user_key(p_user_id)
+                          AND d.decision_type = 'nope' ORDER BY d.created_at DESC, d.video_id LIMIT 20) a
+      UNION ALL
+      SELECT v, x FROM (SELECT m.v, (SELECT mute FROM w) AS x FROM unnest(p_muted) WITH ORDINALITY AS m(v, o)
+                        WHERE (SELECT mute FROM w) > 0 ORDER BY m.o DESC LIMIT 50) b)
+SELECT coalesce(array_agg(v), '{}'), coalesce(array_agg(x), '{}') FROM n
 $$;
 
 -- Maximal marginal relevance (Carbonell & Goldstein, SIGIR 1998) over the version's item vectors,
--- with the user's nopes as a second penalty: from candidates in ranking order, take p_k
--- greedily, each maximising
---     (1 - p_diversity) * relevance - p_diversity * (highest cosine to a card already taken)
---         - p_nope_weight * (highest cosine to one of p_nopes),
--- relevance being the score rescaled to 0..1 over the candidates, cosines floored at 0.
--- p_diversity 0 without nopes is the plain ranking (the first p_k); ties go to the better-ranked
--- candidate. Every path (the service's statement, twotower.recommend, so recommend_videos and
--- the Edge Function) calls this one.
+-- with two more terms: from candidates in ranking order, take p_k greedily, each maximising
+--     (1 - p_diversity) * relevance * (1 - p_discount) ^ (times served to p_user_id, unanswered)
+--         - p_diversity * (highest cosine to a card already taken)
+--         - (highest of weight_j * cosine to negative j: a recent nope, a muted video),
+-- relevance being the score rescaled to 0..1 over the candidates, cosines floored at 0. The
+-- discount is impression discounting (Lee et al., KDD 2014: a card shown again and again without
+-- an answer is worth less each time); a card in the pool was served before only if its
+-- impression is past the TTL (or impressions are off, and then callers pass no user).
+-- p_diversity 0 with neither negatives nor stale impressions is the plain ranking (the first
+-- p_k); ties go to the better-ranked candidate. Every path (the service's statement,
+-- twotower.recommend, so recommend_videos and the Edge Function) calls this one.
 DROP FUNCTION IF EXISTS twotower.mmr(text, text[], double precision[], integer, double precision);
+DROP FUNCTION IF EXISTS twotower.mmr(text, text[], double precision[], integer, double precision, text[], double precision);
 CREATE OR REPLACE FUNCTION twotower.mmr(p_version text, p_ids text[], p_scores double precision[], p_k integer,
-                                        p_diversity double precision, p_nopes text[] DEFAULT '{}',
-                                        p_nope_weight double precision DEFAULT 0)
+                                        p_diversity double precision, p_negatives text[] DEFAULT '{}',
+                                        p_negative_weights double precision[] DEFAULT '{}',
+                                        p_user_id text DEFAULT NULL, p_discount double precision DEFAULT 0)
 RETURNS TABLE (video_id text, score double precision, ord integer)
 LANGUAGE plpgsql STABLE SET search_path = twotower, extensions, public, pg_catalog AS $fn$
 #variable_conflict use_column
 DECLARE
     n integer := coalesce(cardinality(p_ids), 0);
     d float8 := least(greatest(coalesce(p_diversity, 0), 0), 1);
-    w float8 := CASE WHEN coalesce(cardinality(p_nopes), 0) > 0 THEN greatest(coalesce(p_nope_weight, 0), 0) ELSE 0 END;
+    w boolean := coalesce(cardinality(p_negatives), 0) > 0;
+    g float8 := CASE WHEN p_user_id IS NULL THEN 0 ELSE least(greatest(coalesce(p_discount, 0), 0), 1) END;
     vecs vector[];
     rel float8[];
     near float8[];
@@ -89,9 +116,21 @@ DECLARE
     v float8;
     sim float8;
 BEGIN
-    IF n = 0 OR (d = 0 AND w = 0) THEN
+    IF n = 0 OR (d = 0 AND NOT w AND g = 0) THEN
         RETURN QUERY SELECT f.v, f.s, f.o::integer FROM unnest(p_ids, p_scores) WITH ORDINALITY AS f(v, s, o)
                      WHERE f.o <= p_k ORDER BY f.o;
+        RETURN;
+    END IF;
+    IF d = 0 AND NOT w THEN  -- the discount alone: one sort, no greedy loop (a returning user's usual case)
+        RETURN QUERY
+        SELECT r.v, r.s, (row_number() OVER (ORDER BY r.x DESC, r.o))::integer
+        FROM (SELECT f.v, f.s, f.o,
+                     CASE WHEN max(f.s) OVER () > min(f.s) OVER ()
+                          THEN (f.s - min(f.s) OVER ()) / (max(f.s) OVER () - min(f.s) OVER ()) ELSE 1 END
+                     * (1 - g) ^ coalesce(i.times_served, 0) AS x
+              FROM unnest(p_ids, p_scores) WITH ORDINALITY AS f(v, s, o)
+              LEFT JOIN impressions i ON i.user_id = p_user_id AND i.video_id = f.v) r
+        ORDER BY r.x DESC, r.o LIMIT p_k;
         RETURN;
     END IF;
     SELECT array_agg(e.embedding ORDER BY f.o) INTO vecs
@@ -107,20 +146,27 @@ BEGIN
             rel[i] := (p_scores[i] - lo) / (hi - lo);
         END LOOP;
     END IF;
-    IF w > 0 THEN  -- each candidate's highest cosine to a recent nope, in one statement
+    IF g > 0 THEN  -- impression discounting: each time served without an answer costs a share
+        SELECT array_agg(f.r * (1 - g) ^ coalesce(i.times_served, 0) ORDER BY f.o) INTO rel
+        FROM unnest(rel) WITH ORDINALITY AS f(r, o)
+        LEFT JOIN impressions i ON i.user_id = p_user_id AND i.video_id = p_ids[f.o];
+    END IF;
+    IF w THEN  -- each candidate's highest weighted cosine to a negative, in one statement
         SELECT array_agg(coalesce(x.m, 0) ORDER BY x.o) INTO noped FROM (
             SELECT f.o, greatest(max(CASE WHEN 1 - (c.embedding <=> z.embedding) <> 'NaN'::float8
-                                     THEN 1 - (c.embedding <=> z.embedding) END), 0) AS m
+                                     THEN z.w * (1 - (c.embedding <=> z.embedding)) END), 0) AS m
             FROM unnest(p_ids) WITH ORDINALITY AS f(v, o)
             LEFT JOIN video_embeddings c ON c.model_version = p_version AND c.video_id = f.v
-            LEFT JOIN video_embeddings z ON z.model_version = p_version AND z.video_id = ANY (p_nopes)
+            LEFT JOIN (SELECT e.embedding, nw.w FROM unnest(p_negatives, p_negative_weights) AS nw(v, w)
+                       JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = nw.v
+                       WHERE nw.w > 0) z ON true
             GROUP BY f.o) x;
     END IF;
     FOR step IN 1..least(p_k, n) LOOP
         best := NULL;
         FOR i IN 1..n LOOP
             CONTINUE WHEN taken[i];
-            v := (1 - d) * rel[i] - d * near[i] - w * noped[i];
+            v := (1 - d) * rel[i] - d * near[i] - noped[i];
             IF best IS NULL OR v > best_v THEN
                 best := i;
                 best_v := v;

@@ -9,28 +9,31 @@
 -- row at all means "not fresh": the caller computes the vector). {order} is the index's
 -- distance expression, or that expression plus zero for an exact scan the index cannot serve.
 -- The deck's diversity (as twotower.recommend reads it: the request's, the user's setting, the
--- installation's default) and the user's recent nopes (where serving.nope_weight is above 0):
--- with either, the search takes a wider pool (mmr_pool) and twotower.mmr picks the k cards;
--- without, the plain ranking, and mmr is never called. With an explore share,
--- explore_pick's Thompson-sampled new videos follow the ranked rows (explore true); the service
--- deals them into the deck as twotower.recommend does.
+-- installation's default), what to demote the neighbours of (twotower.negatives: recent nopes,
+-- muted videos, where their weights are above 0) and the impression discount (where the user has
+-- an unanswered impression past the TTL): with any of them, the search takes a wider pool (mmr_pool) and
+-- twotower.mmr picks the k cards; without, the plain ranking, and mmr is never called. With an
+-- explore share, explore_pick's Thompson-sampled new videos follow the ranked rows (explore true);
+-- the service deals them into the deck as twotower.recommend does.
 WITH {prelude}
-dv AS MATERIALIZED (  -- rr: re-rank (diversity, or nopes to demote what is close to)
-    SELECT x.d, x.nopes, x.w, x.d > 0 OR cardinality(x.nopes) > 0 AS rr,
-           twotower.mmr_pool({k}, CASE WHEN x.d > 0 OR cardinality(x.nopes) > 0 THEN 1 ELSE 0 END) AS n
-    FROM (SELECT y.d, y.w, CASE WHEN y.w > 0 THEN twotower.recent_nopes(%(user_id)s) ELSE '{{}}'::text[] END AS nopes
+h AS MATERIALIZED (  -- the deck filter (rpc.sql deck_hidden) plus the cards still queued for the database
+    SELECT ids || %(pending)s::text[] AS ids, muted_ids, tags, performers, makers, n_mutes, stale
+    FROM twotower.deck_hidden(%(user_id)s, %(imp)s, %(deck)s)
+),
+dv AS MATERIALIZED (  -- rr: re-rank (diversity, negatives, or stale impressions to discount)
+    SELECT x.d, x.neg, x.negw, x.g, x.d > 0 OR cardinality(x.neg) > 0 OR x.g > 0 AS rr,
+           twotower.mmr_pool({k}, CASE WHEN x.d > 0 OR cardinality(x.neg) > 0 OR x.g > 0 THEN 1 ELSE 0 END) AS n
+    FROM (SELECT y.d, z.ids AS neg, z.weights AS negw,
+                 CASE WHEN (SELECT h.stale FROM h) THEN y.g ELSE 0 END AS g
           FROM (SELECT coalesce(%(div)s::float8, (SELECT s.diversity FROM user_settings s WHERE s.user_id = %(user_id)s),
                                 (SELECT value::float8 FROM settings WHERE key = 'diversity'), 0) AS d,
-                       coalesce((SELECT value::float8 FROM settings WHERE key = 'nope_weight'), 0) AS w) y) x
+                       coalesce((SELECT value::float8 FROM settings WHERE key = 'impression_discount'), 0) AS g) y,
+               twotower.negatives(%(user_id)s, (SELECT h.muted_ids FROM h)) z) x
 ),
 xn AS MATERIALIZED (  -- exploration's cards (rpc.sql explore_count, inline)
     SELECT least({k}, floor({k} * coalesce(%(explore)s::float8,
                                            (SELECT value::float8 FROM settings WHERE key = 'explore_share'), 0)
                              + 0.5))::integer AS n
-),
-h AS MATERIALIZED (  -- the deck filter (rpc.sql deck_hidden) plus the cards still queued for the database
-    SELECT ids || %(pending)s::text[] AS ids, tags, performers, makers, n_mutes
-    FROM twotower.deck_hidden(%(user_id)s, %(imp)s, %(deck)s)
 ),
 c AS MATERIALIZED (
     SELECT e.video_id, e.embedding::vector({dim}) <#> {q} AS dist
@@ -49,7 +52,8 @@ SELECT r.video_id, r.score, r.liked, r.explore FROM (
     UNION ALL
     SELECT m.video_id, m.score, NULL, false, m.ord
     FROM twotower.mmr({version}, ARRAY(SELECT c.video_id FROM c ORDER BY c.dist), ARRAY(SELECT -c.dist FROM c ORDER BY c.dist),
-                      {k}, (SELECT dv.d FROM dv), (SELECT dv.nopes FROM dv), (SELECT dv.w FROM dv)) m
+                      {k}, (SELECT dv.d FROM dv), (SELECT dv.neg FROM dv), (SELECT dv.negw FROM dv),
+                      %(user_id)s, (SELECT dv.g FROM dv)) m
     WHERE (SELECT dv.rr FROM dv)
     UNION ALL  -- exploration's picks, after the ranked cards (the service deals them into the deck)
     SELECT x.video_id, x.score, NULL, true, 100000 + x.o
