@@ -254,7 +254,10 @@ DECLARE
     fname text;
     search text;
     div float8;
-    neg record;  -- negatives: what the re-rank demotes the neighbours of (nopes, muted videos)
+    neg_ids text[] := '{}';  -- negatives: what the re-rank demotes the neighbours of (nopes, muted videos)
+    neg_w float8[] := '{}';
+    nope_w float8;
+    mute_w float8;
     disc float8;  -- impression discount, where the user has a stale unanswered card
     pool integer;
     xn integer;
@@ -283,18 +286,22 @@ BEGIN
     SELECT coalesce(p_diversity, (SELECT us.diversity FROM user_settings us WHERE us.user_id = p_user_id),
                     max(st.value::float8) FILTER (WHERE st.key = 'diversity'), 0),
            coalesce(max(st.value::float8) FILTER (WHERE st.key = 'impression_discount'), 0),
+           coalesce(max(st.value::float8) FILTER (WHERE st.key = 'nope_weight'), 0),
+           coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0),
            least(p_limit, floor(p_limit * coalesce(p_explore_share, max(st.value::float8) FILTER (WHERE st.key = 'explore_share'), 0)
                                 + 0.5))::integer
-    INTO div, disc, xn
-    FROM settings st WHERE st.key IN ('diversity', 'impression_discount', 'explore_share');
+    INTO div, disc, nope_w, mute_w, xn
+    FROM settings st WHERE st.key IN ('diversity', 'impression_discount', 'nope_weight', 'mute_weight', 'explore_share');
     IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'popular_at'), '-infinity')
        <= now() - interval '5 minutes' THEN
         PERFORM refresh_popular(interval '5 minutes');
     END IF;
     SELECT * INTO hid FROM deck_hidden(p_user_id, coalesce(p_exclude_impressions, true), p_deck_id);
-    SELECT * INTO neg FROM negatives(p_user_id, hid.muted_ids);
+    IF nope_w > 0 OR (mute_w > 0 AND cardinality(hid.muted_ids) > 0) THEN  -- (a call pays for its SET)
+        SELECT ng.ids, ng.weights INTO neg_ids, neg_w FROM negatives(p_user_id, hid.muted_ids) ng;
+    END IF;
     disc := CASE WHEN hid.stale THEN disc ELSE 0 END;
-    pool := CASE WHEN div > 0 OR cardinality(neg.ids) > 0 OR disc > 0 THEN greatest(p_limit, least(4 * p_limit, 200))
+    pool := CASE WHEN div > 0 OR cardinality(neg_ids) > 0 OR disc > 0 THEN greatest(p_limit, least(4 * p_limit, 200))
                  ELSE p_limit END;
     IF p_vector IS NOT NULL THEN  -- the caller's own vector for its version
         SELECT e.version, e.embedding_dim, e.user_vector, e.max_history INTO m
@@ -400,11 +407,11 @@ BEGIN
         EXECUTE format(search, format('(e.embedding::vector(%1$s) <#> $1::vector(%1$s)) + 0', m.embedding_dim))
             INTO ids, scores USING q, p_user_id, pool, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes;
     END IF;
-    IF div > 0 OR cardinality(neg.ids) > 0 OR disc > 0 THEN
+    IF div > 0 OR cardinality(neg_ids) > 0 OR disc > 0 THEN
         -- MMR over the pool: each card unlike those above it and the negatives, stale cards discounted
         SELECT coalesce(array_agg(r.video_id ORDER BY r.ord), '{}'), coalesce(array_agg(r.score ORDER BY r.ord), '{}')
         INTO ids, scores
-        FROM mmr(m.version, ids, scores, p_limit, div, neg.ids, neg.weights, p_user_id, disc) r;
+        FROM mmr(m.version, ids, scores, p_limit, div, neg_ids, neg_w, p_user_id, disc) r;
     END IF;
     IF xn > 0 THEN  -- exploration: Thompson-sampled new videos at evenly spread positions
         IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'explore_at'), '-infinity')

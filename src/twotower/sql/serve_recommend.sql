@@ -23,12 +23,19 @@ h AS MATERIALIZED (  -- the deck filter (rpc.sql deck_hidden) plus the cards sti
 dv AS MATERIALIZED (  -- rr: re-rank (diversity, negatives, or stale impressions to discount)
     SELECT x.d, x.neg, x.negw, x.g, x.d > 0 OR cardinality(x.neg) > 0 OR x.g > 0 AS rr,
            twotower.mmr_pool({k}, CASE WHEN x.d > 0 OR cardinality(x.neg) > 0 OR x.g > 0 THEN 1 ELSE 0 END) AS n
-    FROM (SELECT y.d, z.ids AS neg, z.weights AS negw,
-                 CASE WHEN (SELECT h.stale FROM h) THEN y.g ELSE 0 END AS g
+    FROM (SELECT y.d, CASE WHEN (SELECT h.stale FROM h) THEN y.g ELSE 0 END AS g,
+                 -- negatives only where a weight applies (a function call pays for its SET)
+                 CASE WHEN y.on THEN (SELECT n.ids FROM twotower.negatives(%(user_id)s, (SELECT h.muted_ids FROM h)) n)
+                      ELSE '{{}}' END AS neg,
+                 CASE WHEN y.on THEN (SELECT n.weights FROM twotower.negatives(%(user_id)s, (SELECT h.muted_ids FROM h)) n)
+                      ELSE '{{}}' END AS negw
           FROM (SELECT coalesce(%(div)s::float8, (SELECT s.diversity FROM user_settings s WHERE s.user_id = %(user_id)s),
-                                (SELECT value::float8 FROM settings WHERE key = 'diversity'), 0) AS d,
-                       coalesce((SELECT value::float8 FROM settings WHERE key = 'impression_discount'), 0) AS g) y,
-               twotower.negatives(%(user_id)s, (SELECT h.muted_ids FROM h)) z) x
+                                max(st.value::float8) FILTER (WHERE st.key = 'diversity'), 0) AS d,
+                       coalesce(max(st.value::float8) FILTER (WHERE st.key = 'impression_discount'), 0) AS g,
+                       coalesce(max(st.value::float8) FILTER (WHERE st.key = 'nope_weight'), 0) > 0
+                       OR (coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0) > 0
+                           AND cardinality((SELECT h.muted_ids FROM h)) > 0) AS on
+                FROM settings st WHERE st.key IN ('diversity', 'impression_discount', 'nope_weight', 'mute_weight')) y) x
 ),
 xn AS MATERIALIZED (  -- exploration's cards (rpc.sql explore_count, inline)
     SELECT least({k}, floor({k} * coalesce(%(explore)s::float8,
