@@ -30,7 +30,7 @@ SELECT ARRAY(SELECT i.video_id FROM impressions i
        coalesce(array_agg(m.value) FILTER (WHERE m.kind = 'maker'), '{}'),
        count(*) FILTER (WHERE m.kind <> 'video')::integer,
        CASE WHEN p_exclude_impressions
-                 AND coalesce((SELECT value::float8 FROM settings WHERE key = 'impression_discount'), 0) > 0 THEN EXISTS (
+                 AND coalesce((SELECT value::float8 FROM settings WHERE key = 'impression_discount'), 0.5) > 0 THEN EXISTS (
            SELECT 1 FROM impressions i WHERE i.user_id = p_user_id AND i.last_served_at <= (SELECT since FROM ttl)
              AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)
                                                            AND d.video_key = twotower.video_key(i.video_id)))
@@ -67,7 +67,7 @@ DROP FUNCTION IF EXISTS twotower.recent_nopes(text);  -- became negatives
 CREATE OR REPLACE FUNCTION twotower.negatives(p_user_id text, p_muted text[], OUT ids text[], OUT weights float8[])
 LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
 WITH w AS (SELECT coalesce(max(value::float8) FILTER (WHERE key = 'nope_weight'), 0) AS nope,
-                  coalesce(max(value::float8) FILTER (WHERE key = 'mute_weight'), 0) AS mute
+                  coalesce(max(value::float8) FILTER (WHERE key = 'mute_weight'), 0.5) AS mute
            FROM settings WHERE key IN ('nope_weight', 'mute_weight')),
 n AS (SELECT v, x FROM (SELECT d.video_id AS v, (SELECT nope FROM w) AS x FROM src_decisions d
                         WHERE (SELECT nope FROM w) > 0 AND d.user_key = twotower.user_key(p_user_id)

@@ -285,9 +285,9 @@ BEGIN
     -- inline: a function call pays for its SET)
     SELECT coalesce(p_diversity, (SELECT us.diversity FROM user_settings us WHERE us.user_id = p_user_id),
                     max(st.value::float8) FILTER (WHERE st.key = 'diversity'), 0),
-           coalesce(max(st.value::float8) FILTER (WHERE st.key = 'impression_discount'), 0),
+           coalesce(max(st.value::float8) FILTER (WHERE st.key = 'impression_discount'), 0.5),
            coalesce(max(st.value::float8) FILTER (WHERE st.key = 'nope_weight'), 0),
-           coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0),
+           coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0.5),
            least(p_limit, floor(p_limit * coalesce(p_explore_share, max(st.value::float8) FILTER (WHERE st.key = 'explore_share'), 0)
                                 + 0.5))::integer
     INTO div, disc, nope_w, mute_w, xn

@@ -31,9 +31,9 @@ dv AS MATERIALIZED (  -- rr: re-rank (diversity, negatives, or stale impressions
                       ELSE '{{}}' END AS negw
           FROM (SELECT coalesce(%(div)s::float8, (SELECT s.diversity FROM user_settings s WHERE s.user_id = %(user_id)s),
                                 max(st.value::float8) FILTER (WHERE st.key = 'diversity'), 0) AS d,
-                       coalesce(max(st.value::float8) FILTER (WHERE st.key = 'impression_discount'), 0) AS g,
+                       coalesce(max(st.value::float8) FILTER (WHERE st.key = 'impression_discount'), 0.5) AS g,
                        coalesce(max(st.value::float8) FILTER (WHERE st.key = 'nope_weight'), 0) > 0
-                       OR (coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0) > 0
+                       OR (coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0.5) > 0
                            AND cardinality((SELECT h.muted_ids FROM h)) > 0) AS on
                 FROM settings st WHERE st.key IN ('diversity', 'impression_discount', 'nope_weight', 'mute_weight')) y) x
 ),
