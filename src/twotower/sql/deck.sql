@@ -8,9 +8,9 @@
 -- served within the impression TTL and not answered, unless p_exclude_impressions is false; the
 -- cards of p_deck_id whenever given; muted videos), the tags, performers and makers they muted,
 -- and whether a card served to them is past the TTL and still unanswered (stale; false with
--- impressions off, or serving.impression_discount 0): without one, the re-rank's impression discount has nothing to do and the
--- plain ranking stands. (Answered cards keep their impression row; the probe stops at the first
--- unanswered one.)
+-- impressions off, or serving.impression_discount 0): without one, the re-rank's impression
+-- discount has nothing to do and the plain ranking stands. (Answered cards keep their impression
+-- row; the probe stops at the first unanswered one.)
 DROP FUNCTION IF EXISTS twotower.deck_hidden(text, boolean, text);  -- before stale
 CREATE OR REPLACE FUNCTION twotower.deck_hidden(p_user_id text, p_exclude_impressions boolean DEFAULT true,
                                                 p_deck_id text DEFAULT NULL,
@@ -240,13 +240,28 @@ ranked AS (
 SELECT r.segment, r.video_id, r.score FROM ranked r WHERE r.r <= p_n ORDER BY 1, 3 DESC, 2
 $$;
 
+-- Whether this transaction should recompute the cache p_name ('popular', 'explore'): its time
+-- (settings p_name_at) is older than p_age and no one else is at it (a transaction advisory
+-- lock; the others serve what they have). If so, the time is stamped now (seen at commit).
+CREATE OR REPLACE FUNCTION twotower.claim_refresh(p_name text, p_age interval)
+RETURNS boolean LANGUAGE plpgsql VOLATILE SET search_path = twotower, pg_catalog AS $fn$
+BEGIN
+    IF coalesce((SELECT value::timestamptz FROM settings WHERE key = p_name || '_at'), '-infinity') > now() - p_age
+       OR NOT pg_try_advisory_xact_lock(hashtext('twotower.' || p_name)) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO settings (key, value) VALUES (p_name || '_at', now()::text)
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+    RETURN true;
+END
+$fn$;
+
 -- Recompute explore_cache when it is older than p_age (one caller at a time): among the newest
 -- 2,000 videos, those with fewer than 20 answers, newest first, at most 500, with their counts.
 CREATE OR REPLACE FUNCTION twotower.refresh_explore(p_age interval)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = twotower, pg_catalog AS $fn$
 BEGIN
-    IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'explore_at'), '-infinity') > now() - p_age
-       OR NOT pg_try_advisory_xact_lock(hashtext('twotower.explore')) THEN
+    IF NOT claim_refresh('explore', p_age) THEN
         RETURN;
     END IF;
     DELETE FROM explore_cache;
@@ -260,8 +275,6 @@ BEGIN
     GROUP BY r.id, r.at
     HAVING count(d.video_key) < 20
     ORDER BY r.at DESC NULLS LAST, r.id LIMIT 500;
-    INSERT INTO settings (key, value) VALUES ('explore_at', now()::text)
-        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 END
 $fn$;
 

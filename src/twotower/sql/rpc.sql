@@ -112,16 +112,13 @@ $$;
 CREATE OR REPLACE FUNCTION twotower.refresh_popular(p_age interval)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = twotower, pg_catalog AS $fn$
 BEGIN
-    IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'popular_at'), '-infinity') > now() - p_age
-       OR NOT pg_try_advisory_xact_lock(hashtext('twotower.popular')) THEN
+    IF NOT claim_refresh('popular', p_age) THEN  -- (deck.sql)
         RETURN;
     END IF;
     DELETE FROM popular_cache;
     INSERT INTO popular_cache (video_id, score) SELECT * FROM popular_videos(500);
     DELETE FROM segment_popular;
     INSERT INTO segment_popular (segment, video_id, score) SELECT * FROM segment_videos(500);
-    INSERT INTO settings (key, value) VALUES ('popular_at', now()::text)
-        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 END
 $fn$;
 
