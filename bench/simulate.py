@@ -29,7 +29,10 @@ The rules, fixed before any tuning (docs/benchmarks.md repeats them):
   each user arrived at least a minute after the previous one).
   two_tower+onboarding (impressions): before their first session each user picks 3 tags at
   sign-up (POST /v1/users/{id}/preferences): the tags, among those with 10 or more videos, whose
-  videos they would like most often by their own answers. two_tower+nopesW (impressions, and
+  videos they would like most often by their own answers; it runs with the installation's
+  serving.onboarding_fade_likes, and two_tower+onboarding-fadeF with F in 1 (the picks alone until
+  the first like, then none of them) and 10; serving.onboarding_fade_likes is the F (of 1, the
+  default, 10) with the highest like rate, ties within 1% going to the smaller F. two_tower+nopesW (impressions, and
   serving.nope_weight W in 0.5, 1: candidates close to the user's 20 latest nopes demoted);
   serving.nope_weight is the W with the higher like rate if that beats two_tower+impressions by
   more than 1% (else 0). two_tower+impressions-segments: the demographic cold start off (no
@@ -57,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import git_commit, machine, scratch_home, write_json  # noqa: E402
 
 from twotower import db, registry  # noqa: E402
-from twotower.config import EmbeddingConfig, Settings, load_config  # noqa: E402
+from twotower.config import EmbeddingConfig, ServingConfig, Settings, load_config  # noqa: E402
 from twotower.data import load_frames, synth  # noqa: E402
 from twotower.embed import embed_all_users, embed_videos  # noqa: E402
 from twotower.evaluate import Catalog, make_split  # noqa: E402
@@ -71,11 +74,15 @@ DECK, SESSIONS, PATIENCE, MAX_CARDS, NEW_ANSWERS = 10, 3, 4, 60, 20
 KEY = "simulate-service-key"
 MMR = (0.25, 0.5, 0.75)
 EXPLORE = (0.1, 0.2)
+FADES = (1, 10)  # serving.onboarding_fade_likes besides the default (1: hand over at the first like)
+FADE_TIE = 1.01  # serving.onboarding_fade_likes: like rates within 1% of the best go to the smaller F
 POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions", *(f"two_tower+mmr{d}" for d in MMR),
             *(f"two_tower+explore{x}" for x in EXPLORE), "two_tower+onboarding",
+            *(f"two_tower+onboarding-fade{f}" for f in FADES),
             *(f"two_tower+nopes{w}" for w in (0.5, 1.0)), "two_tower+impressions-segments"]
 # installation settings a policy runs under (twotower.settings, as `db init` writes them), then put back
 SETTINGS = {**{f"two_tower+nopes{w}": {"nope_weight": str(w)} for w in (0.5, 1.0)},
+            **{f"two_tower+onboarding-fade{f}": {"onboarding_fade_likes": str(f)} for f in FADES},
             "two_tower+impressions-segments": {"segment_min_decisions": "1000000000"}}
 NOPE_GAIN = 1.01  # serving.nope_weight: the best weight, if its like rate beats the plain deck's by 1%
 PICKS = 3  # onboarding: the tags a simulated user picks at sign-up
@@ -144,7 +151,7 @@ def run_policy(name: str, s: Settings, data: synth.SynthData, sim: np.ndarray, l
     headers = {"Authorization": f"Bearer {KEY}"}
     defaults = set_settings(s, SETTINGS.get(name, {}))
     client = TestClient(create_app(s)).__enter__() if name.startswith("two_tower") else None
-    picks = onboarding_picks(data, like, index) if name.endswith("onboarding") else None
+    picks = onboarding_picks(data, like, index) if "+onboarding" in name else None
     try:
         if client is not None:
             refresh_explore(s)  # from the starting database's answers
@@ -322,6 +329,13 @@ def main() -> None:
                 if f"two_tower+nopes{w}" in out["policies"]}
         best = max(nope, key=nope.get, default=None)
         out["_meta"]["chosen_nope_weight"] = best if best and nope[best] > NOPE_GAIN * plain["like_rate"] else 0.0
+    fades = {f: out["policies"][f"two_tower+onboarding-fade{f}"]["like_rate"] for f in FADES
+             if f"two_tower+onboarding-fade{f}" in out["policies"]}
+    if "two_tower+onboarding" in out["policies"]:  # under the installation's default
+        fades[ServingConfig().onboarding_fade_likes] = out["policies"]["two_tower+onboarding"]["like_rate"]
+    if fades:  # the best like rate; within FADE_TIE of it, the smaller F
+        out["_meta"]["chosen_onboarding_fade_likes"] = min(f for f, r in fades.items()
+                                                           if r * FADE_TIE >= max(fades.values()))
     db.stop_embedded(s)
     shutil.rmtree(home, ignore_errors=True)
     out["_meta"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
@@ -342,6 +356,9 @@ def main() -> None:
               f"{out['_meta']['chosen_nope_weight']}")
         print(f"serving.explore_share by the rule (like rate >= {EXPLORE_BUDGET}x two_tower+impressions, more new "
               f"videos with 20 answers): {out['_meta']['chosen_explore_share']}")
+    if "chosen_onboarding_fade_likes" in out["_meta"]:
+        print(f"serving.onboarding_fade_likes by the rule (the best like rate, the smaller within {FADE_TIE - 1:.0%}): "
+              f"{out['_meta']['chosen_onboarding_fade_likes']}")
     print(f"\nwall time {out['_meta']['wall_seconds']} s")
     write_json("simulate", out)
 

@@ -1,5 +1,6 @@
 """Onboarding: a user without likes who picked tags (performers, makers) at sign-up gets decks
-from them (`source: onboarding`) in the service and in recommend_videos, until their first like."""
+from them (`source: onboarding`) in the service and in recommend_videos; from their first like the
+picks' cards fade out of the ranked deck (serving.onboarding_fade_likes)."""
 
 import pytest
 from fastapi.testclient import TestClient
@@ -46,10 +47,21 @@ def test_picks_steer_a_new_users_deck_until_their_first_like(client, world):  # 
                   (U, picked[-1]))
     world.commit()
     assert rec(client, U, 10, exclude_impressions=False).json()["source"] == "onboarding"
-    world.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type) VALUES (%s, %s, 'like')",
-                  (U, picked[0]))
-    world.commit()
-    assert rec(client, U, 10, exclude_impressions=False).json()["source"] == "two_tower"
+    # the first like hands over to the user's own vector, and the picks fade: ceil(10 (1 - 1/5)) =
+    # 8 of the deck's cards are still the picks', marked, among the ranked ones; 3 likes: 4; 5: none
+    for likes, dealt in ((1, 8), (3, 4), (5, 0)):
+        world.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type) "
+                      "SELECT %s, v, 'like' FROM unnest(%s::text[]) v ON CONFLICT DO NOTHING", (U, picked[:likes]))
+        world.commit()
+        assert client.post(f"/v1/users/{U}/embedding", headers=SVC).status_code == 200  # (the SQL path reads it)
+        body = rec(client, U, 10, exclude_impressions=False).json()
+        assert body["source"] == "two_tower" and len(body["items"]) == 10
+        marked = [i for i in body["items"] if i.get("source") == "onboarding"]
+        assert len(marked) == dealt and all(i["reasons"] == ["your picks"] for i in marked)
+        assert not any(i.get("source") == "explore" for i in body["items"])
+        with world.transaction(force_rollback=True):
+            sql = world.execute("SELECT video_id, source FROM public.recommend_videos(10, %s, NULL, false)", (U,)).fetchall()
+        assert sql == [(i["video_id"], i.get("source", "two_tower_stored")) for i in body["items"]]
     # replaced as a whole; empty lists clear it
     r = client.post(f"/v1/users/{U}/preferences", json={}, headers=SVC)
     assert r.json() == {"user_id": U, "tags": [], "performers": [], "makers": []}

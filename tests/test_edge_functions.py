@@ -33,6 +33,7 @@ from twotower.data import synth
 from twotower.embed import user_vectors_online
 from twotower.export import load_artifacts
 from twotower.serve import create_app
+from twotower.users import forget
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
@@ -371,6 +372,27 @@ def test_onboarding_and_nopes_answer_as_the_service(world):
             assert e["source"] == p["source"] == "onboarding", (u, e, p)
             assert _canon(e["items"]) == _canon(p["items"]) and all(i["reasons"] == ["your picks"] for i in e["items"])
             conn.execute("DELETE FROM twotower.user_preferences WHERE user_id = %s", (u,))
+            conn.commit()
+        # one like: a ranked deck with ceil(10 (1 - 1/5)) = 8 of the picks' cards dealt in, marked
+        u = "edge-fading"
+        video = conn.execute("SELECT min(video_id) FROM video_tags WHERE tag_name = %s", (tag,)).fetchone()[0]
+        conn.execute("INSERT INTO profiles (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (u,))
+        conn.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type) VALUES (%s, %s, 'like')",
+                     (u, video))
+        conn.execute("SELECT public.twotower_set_preferences(ARRAY[%s], '{}', '{}', %s)", (tag, u))
+        conn.commit()
+        try:
+            body = {"user_id": u, "limit": 10, "exclude_impressions": False}
+            e = edge.post("two_tower_recommendations", json=body, headers=SVC).json()
+            p = svc.post("/v1/recommendations", json=body, headers=SVC).json()
+            assert e["source"] == p["source"] == "two_tower", (e, p)
+            assert [i.get("source") for i in e["items"]] == [i.get("source") for i in p["items"]]
+            assert sum(i.get("source") == "onboarding" for i in e["items"]) == 8
+            assert _canon(e["items"]) == _canon(p["items"])
+        finally:
+            forget(conn, u)
+            conn.execute("DELETE FROM user_video_decisions WHERE user_id = %s", (u,))
+            conn.execute("DELETE FROM profiles WHERE user_id = %s", (u,))
             conn.commit()
 
 

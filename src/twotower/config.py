@@ -143,6 +143,9 @@ class ServingConfig:
     # "Less of this" as a ranking signal: besides never showing a muted video again, demote
     # candidates close to the user's muted videos by this weight in the re-rank; 0 off.
     mute_weight: float = 0.5
+    # Onboarding fades out as likes arrive: a user with picks and L likes gets ceil(limit * (1 -
+    # L / this)) of the picks' videos dealt into the ranked deck (1: hand over at the first like)
+    onboarding_fade_likes: int = 5
 
 
 @dataclass
@@ -227,6 +230,8 @@ class Config:
                     raise InvalidInput(f"serving.{name} must be between 0 and 1, got {v}")
             elif v <= 0:
                 raise InvalidInput(f"serving.{name} must be > 0, got {v}")
+        if self.serving.onboarding_fade_likes > 200:  # the deck counts the latest 200 likes
+            raise InvalidInput(f"serving.onboarding_fade_likes must be <= 200, got {self.serving.onboarding_fade_likes}")
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:

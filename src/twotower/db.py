@@ -312,7 +312,7 @@ def _redact(url: str) -> str:
 
 # serving.* keys `db init` copies into twotower.settings, where every SQL path reads them.
 DECK_SETTINGS = ("impression_ttl_seconds", "diversity", "explore_share", "segment_min_decisions", "nope_weight",
-                 "impression_discount", "mute_weight")
+                 "impression_discount", "mute_weight", "onboarding_fade_likes")
 
 def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_tables: bool = False,
             roles: bool = False, ab_salt: str = "twotower-ab", serving: ServingConfig | None = None) -> list[str]:

@@ -99,10 +99,17 @@ async def _recommend(state: ServiceState, conn, ask: Ask, version: str | None, t
             if q is None or not q.any():  # nothing the model knows of this user (as recommend_videos)
                 return await _onboarding(state, conn, ask, version, art, t0)
             rows = await _search(conn, art, ask, ask.params(state), q, state.iterative)
-        if not rows[-1][2]:  # no likes yet (the likes row is empty): onboarding, if they picked
+        onboard = rows[-1][4] or 0  # the onboarding fade's cards for the user's picks
+        if onboard >= limit:  # no likes yet: the picks' deck, if any of its videos is left
             onboarded = await _onboarding_rows(state, conn, ask, version)
             if onboarded:
                 return await _deck(state, conn, ask, version, onboarded, "onboarding", t0)
+        elif onboard:  # fading: that many of the picks' videos dealt among the ranked cards
+            taken = [r[0] for r in rows[:-1] if r[3] is False]
+            picks = (await _onboarding_rows(state, conn, ask, version, onboard, taken))[:-1]
+            if picks:  # (exploration waits until the fade is over)
+                rows = [r for r in rows[:-1] if r[3] is False] + [(v, s, None, "onboarding", None)
+                                                                 for v, s, *_ in picks] + rows[-1:]
     return await _deck(state, conn, ask, version, rows, "two_tower", t0)
 
 
@@ -115,24 +122,28 @@ async def _onboarding(state: ServiceState, conn, ask: Ask, version: str, art: Ar
     return await _deck(state, conn, ask, version, rows, "onboarding", t0)
 
 
-async def _onboarding_rows(state: ServiceState, conn, ask: Ask, version: str) -> list[tuple]:
-    """The onboarding deck's rows in the search's shape (an empty likes row last); [] when the
-    user has liked something, picked nothing, or every video of the picks is kept out."""
-    params = ask.params(state) | {"version": version, "n": ask.limit}
+async def _onboarding_rows(state: ServiceState, conn, ask: Ask, version: str, n: int | None = None,
+                           taken: list[str] | None = None) -> list[tuple]:
+    """Up to `n` (default the limit) of the onboarding deck's rows, none of `taken`, in the
+    search's shape (an empty likes row last); [] when the user is past the onboarding fade,
+    picked nothing, or every video of the picks is kept out."""
+    params = ask.params(state) | {"version": version, "n": n or ask.limit, "taken": taken or []}
     rows = await (await conn.execute(sql("serve_onboarding"), params)).fetchall()
-    return [(v, s, None, False) for v, s in rows] + [(None, None, [], None)] if rows else []
+    return [(v, s, None, False, None) for v, s in rows] + [(None, None, [], None, None)] if rows else []
 
 
 async def _deck(state: ServiceState, conn, ask: Ask, version: str, rows: list[tuple], source: str, t0: float) -> dict:
-    """The search's rows as the deck: reasons, exploration dealt in, the popular fill."""
+    """The search's rows as the deck: reasons, exploration's (or the fading onboarding's) cards
+    dealt in, the popular fill. A row's fourth column is False for a ranked card, True for
+    exploration's, "onboarding" for the picks' cards of the fade."""
     user_id, limit = ask.user_id, ask.limit
     liked = rows.pop()[2] or []  # the last row carries the user's recent likes
-    ranked = [r for r in rows if not r[3]]
+    ranked = [r for r in rows if r[3] is False]
     ids = [r[0] for r in ranked]
     reasons = state.reasons.explain(liked, ids) if source == "two_tower" else [["your picks"]] * len(ids)
-    items = [{"video_id": v, "score": s, "reasons": why} for (v, s, _, _), why in zip(ranked, reasons, strict=True)]
-    explored = [{"video_id": v, "score": s, "reasons": ["new video"], "source": "explore"}
-                for v, s, _, x in rows if x]
+    items = [{"video_id": r[0], "score": r[1], "reasons": why} for r, why in zip(ranked, reasons, strict=True)]
+    explored = [{"video_id": r[0], "score": r[1], "reasons": ["your picks" if r[3] == "onboarding" else "new video"],
+                 "source": "onboarding" if r[3] == "onboarding" else "explore"} for r in rows if r[3] is not False]
     if explored:
         items = deal(items, explored, limit)
         ids = [i["video_id"] for i in items]
@@ -143,7 +154,7 @@ async def _deck(state: ServiceState, conn, ask: Ask, version: str, rows: list[tu
 
 
 def deal(ranked: list[dict], explored: list[dict], limit: int) -> list[dict]:
-    """Exploration's cards at evenly spread positions (j * (n + 1) // (e + 1) for the j-th of e
+    """Exploration's (or the fading onboarding's) cards at evenly spread positions (j * (n + 1) // (e + 1) for the j-th of e
     in a deck of n), the ranked ones in order around them, as twotower.recommend deals them."""
     total = min(len(ranked), limit - len(explored)) + len(explored)
     at = {j * (total + 1) // (len(explored) + 1): x for j, x in enumerate(explored, 1)}

@@ -54,7 +54,9 @@ class Item(BaseModel):
     video_id: str
     score: float
     reasons: list[str] = []
-    source: Literal["explore"] | None = None  # only on exploration's cards
+    # only on exploration's cards, and on the picks' cards dealt into a two_tower deck while the
+    # user's onboarding fades (serving.onboarding_fade_likes)
+    source: Literal["explore", "onboarding"] | None = None
 
 
 class RecommendationResponse(BaseModel):

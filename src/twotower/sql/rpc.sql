@@ -262,7 +262,10 @@ DECLARE
     seg text;  -- the cold-start user's segment, where it has its own popular list
     xids text[] := '{}';
     xscores float8[] := '{}';
-    xpos integer[] := '{}';  -- the deck positions (ords) dealt to exploration
+    xpos integer[] := '{}';  -- the deck positions (ords) dealt to exploration (or to the picks)
+    xsrc text := 'explore';  -- whose cards xids are: exploration's, or the fading onboarding's
+    fade float8;  -- onboarding_fade_likes
+    onb integer := 0;  -- the picks' cards in this deck: ceil(limit * (1 - likes / fade)), with picks
     merged_ids text[];
     merged_scores float8[];
     total integer;
@@ -286,9 +289,11 @@ BEGIN
            coalesce(max(st.value::float8) FILTER (WHERE st.key = 'nope_weight'), 0),
            coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0.5),
            least(p_limit, floor(p_limit * coalesce(p_explore_share, max(st.value::float8) FILTER (WHERE st.key = 'explore_share'), 0)
-                                + 0.5))::integer
-    INTO div, disc, nope_w, mute_w, xn
-    FROM settings st WHERE st.key IN ('diversity', 'impression_discount', 'nope_weight', 'mute_weight', 'explore_share');
+                                + 0.5))::integer,
+           greatest(1, coalesce(max(st.value::float8) FILTER (WHERE st.key = 'onboarding_fade_likes'), 5))
+    INTO div, disc, nope_w, mute_w, xn, fade
+    FROM settings st WHERE st.key IN ('diversity', 'impression_discount', 'nope_weight', 'mute_weight', 'explore_share',
+                                      'onboarding_fade_likes');
     IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'popular_at'), '-infinity')
        <= now() - interval '5 minutes' THEN
         PERFORM refresh_popular(interval '5 minutes');
@@ -335,9 +340,14 @@ BEGIN
     IF vector_norm(q) = 0 THEN  -- only nopes, or likes of videos the model does not know
         q := NULL;
     END IF;
-    IF m.version IS NOT NULL AND EXISTS (SELECT 1 FROM user_preferences u WHERE u.user_id = p_user_id)
-       AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like') THEN
-        -- onboarding: until their first like, what they picked at sign-up
+    IF m.version IS NOT NULL AND EXISTS (SELECT 1 FROM user_preferences u WHERE u.user_id = p_user_id) THEN
+        -- the onboarding fade: what they picked at sign-up, fewer cards of it with each like
+        onb := ceil(p_limit * greatest(0, 1 - (SELECT count(*) FROM (
+                   SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id) AND d.decision_type = 'like'
+                   LIMIT ceil(fade)::integer) l)::float8 / fade))::integer;
+    END IF;
+    IF onb > 0 AND (onb >= p_limit OR q IS NULL) THEN
+        -- onboarding: until their first like (or while the model has no vector for them), the picks alone
         pv := preference_vector(m.version, p_user_id);
         IF pv IS NOT NULL THEN
             q := pv;
@@ -410,7 +420,15 @@ BEGIN
         INTO ids, scores
         FROM mmr(m.version, ids, scores, p_limit, div, neg_ids, neg_w, p_user_id, disc) r;
     END IF;
-    IF xn > 0 THEN  -- exploration: Thompson-sampled new videos at evenly spread positions
+    IF onb > 0 THEN  -- the onboarding fade: the picks' videos among the ranked cards (exploration waits)
+        pv := preference_vector(m.version, p_user_id);
+        SELECT coalesce(array_agg(o.video_id ORDER BY o.ord), '{}'), coalesce(array_agg(o.score ORDER BY o.ord), '{}')
+        INTO xids, xscores
+        FROM onboarding_deck(m.version, pv, p_user_id, onb, hid.ids || ids, hid.tags, hid.performers, hid.makers, hid.n_mutes) o;
+        xsrc := 'onboarding';
+    END IF;
+    IF xn > 0 AND cardinality(xids) = 0 THEN  -- exploration: Thompson-sampled new videos
+        xsrc := 'explore';
         IF coalesce((SELECT value::timestamptz FROM settings WHERE key = 'explore_at'), '-infinity')
            <= now() - interval '1 minute' THEN
             PERFORM refresh_explore(interval '1 minute');
@@ -419,27 +437,27 @@ BEGIN
         INTO xids, xscores
         FROM explore_pick(m.version, q, p_user_id, xn, hid.ids, hid.tags, hid.performers, hid.makers, hid.n_mutes, ids)
              WITH ORDINALITY AS x(video_id, score, o);
-        IF cardinality(xids) > 0 THEN  -- as serve/recommend.py deal()
-            total := least(cardinality(ids), p_limit - cardinality(xids)) + cardinality(xids);
-            merged_ids := '{}';
-            merged_scores := '{}';
-            ri := 1;
-            xi := 1;
-            FOR pos IN 1..total LOOP
-                IF xi <= cardinality(xids) AND pos = floor(xi * (total + 1)::float8 / (cardinality(xids) + 1)) THEN
-                    merged_ids := merged_ids || xids[xi];
-                    merged_scores := merged_scores || xscores[xi];
-                    xpos := xpos || pos;
-                    xi := xi + 1;
-                ELSE
-                    merged_ids := merged_ids || ids[ri];
-                    merged_scores := merged_scores || scores[ri];
-                    ri := ri + 1;
-                END IF;
-            END LOOP;
-            ids := merged_ids;
-            scores := merged_scores;
-        END IF;
+    END IF;
+    IF cardinality(xids) > 0 THEN  -- at evenly spread positions, as serve/recommend.py deal()
+        total := least(cardinality(ids), p_limit - cardinality(xids)) + cardinality(xids);
+        merged_ids := '{}';
+        merged_scores := '{}';
+        ri := 1;
+        xi := 1;
+        FOR pos IN 1..total LOOP
+            IF xi <= cardinality(xids) AND pos = floor(xi * (total + 1)::float8 / (cardinality(xids) + 1)) THEN
+                merged_ids := merged_ids || xids[xi];
+                merged_scores := merged_scores || xscores[xi];
+                xpos := xpos || pos;
+                xi := xi + 1;
+            ELSE
+                merged_ids := merged_ids || ids[ri];
+                merged_scores := merged_scores || scores[ri];
+                ri := ri + 1;
+            END IF;
+        END LOOP;
+        ids := merged_ids;
+        scores := merged_scores;
     END IF;
     END IF;
     -- Reasons as reasons_for names them (inline: a function call pays for its SET), set-based: one
@@ -499,14 +517,15 @@ BEGIN
             deck_id = coalesce(excluded.deck_id, i.deck_id)
     )
     SELECT s.video_id, s.score, CASE WHEN src = 'cold_start' THEN NULL ELSE m.version END,
-           CASE WHEN s.ord = ANY (xpos) THEN 'explore' ELSE src END,
+           CASE WHEN s.ord = ANY (xpos) THEN xsrc ELSE src END,
            CASE WHEN s.ord > (SELECT count(*) FROM fresh) THEN ARRAY['seen before']
                 WHEN src = 'cold_start' AND seg IS NOT NULL
                      AND EXISTS (SELECT 1 FROM segment_popular sp WHERE sp.segment = seg AND sp.video_id = s.video_id)
                      THEN ARRAY['popular in your age group and region']
                 WHEN src = 'cold_start' THEN ARRAY['popular and recent']
                 WHEN s.ord > cardinality(ids) THEN ARRAY['popular']
-                WHEN s.ord = ANY (xpos) THEN ARRAY['new video']
+                WHEN s.ord = ANY (xpos) AND xsrc = 'explore' THEN ARRAY['new video']
+                WHEN s.ord = ANY (xpos) THEN ARRAY['your picks']
                 WHEN src = 'onboarding' THEN ARRAY['your picks']
                 ELSE coalesce(tr.r, '{}') || coalesce(pr.r, '{}') END
     FROM served s LEFT JOIN tag_reasons tr ON tr.ord = s.ord LEFT JOIN performer_reasons pr ON pr.ord = s.ord

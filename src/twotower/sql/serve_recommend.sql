@@ -14,7 +14,8 @@
 -- an unanswered impression past the TTL): with any of them, the search takes a wider pool (mmr_pool) and
 -- twotower.mmr picks the k cards; without, the plain ranking, and mmr is never called. With an
 -- explore share, explore_pick's Thompson-sampled new videos follow the ranked rows (explore true);
--- the service deals them into the deck as twotower.recommend does.
+-- the service deals them into the deck as twotower.recommend does. The likes row's last column is
+-- the onboarding fade's count of cards for the user's picks (0 without picks or past the fade).
 WITH {prelude}
 h AS MATERIALIZED (  -- the deck filter (rpc.sql deck_hidden) plus the cards still queued for the database
     SELECT ids || %(pending)s::text[] AS ids, muted_ids, tags, performers, makers, n_mutes, stale
@@ -52,26 +53,33 @@ c AS MATERIALIZED (
     ORDER BY {order}
     LIMIT (SELECT dv.n FROM dv)
 )
-SELECT r.video_id, r.score, r.liked, r.explore FROM (
-    SELECT c.video_id, -c.dist AS score, NULL::text[] AS liked, false AS explore,
+SELECT r.video_id, r.score, r.liked, r.explore, r.onboard FROM (
+    SELECT c.video_id, -c.dist AS score, NULL::text[] AS liked, false AS explore, NULL::integer AS onboard,
            row_number() OVER (ORDER BY c.dist) AS ord
     FROM c WHERE NOT (SELECT dv.rr FROM dv)
     UNION ALL
-    SELECT m.video_id, m.score, NULL, false, m.ord
+    SELECT m.video_id, m.score, NULL, false, NULL, m.ord
     FROM twotower.mmr({version}, ARRAY(SELECT c.video_id FROM c ORDER BY c.dist), ARRAY(SELECT -c.dist FROM c ORDER BY c.dist),
                       {k}, (SELECT dv.d FROM dv), (SELECT dv.neg FROM dv), (SELECT dv.negw FROM dv),
                       %(user_id)s, (SELECT dv.g FROM dv)) m
     WHERE (SELECT dv.rr FROM dv)
     UNION ALL  -- exploration's picks, after the ranked cards (the service deals them into the deck)
-    SELECT x.video_id, x.score, NULL, true, 100000 + x.o
+    SELECT x.video_id, x.score, NULL, true, NULL, 100000 + x.o
     FROM twotower.explore_pick({version}, {q}, %(user_id)s, (SELECT xn.n FROM xn), (SELECT h.ids FROM h),
                                (SELECT h.tags FROM h), (SELECT h.performers FROM h), (SELECT h.makers FROM h),
                                (SELECT h.n_mutes FROM h), ARRAY(SELECT c.video_id FROM c)) WITH ORDINALITY AS x(video_id, score, o)
     WHERE (SELECT xn.n FROM xn) > 0 AND {guard}
     UNION ALL
-    SELECT NULL, NULL, ARRAY(SELECT d.video_id FROM src_decisions d
-                             WHERE d.user_key = twotower.user_key(%(user_id)s) AND d.decision_type = 'like'
-                             ORDER BY d.created_at DESC LIMIT 200), NULL, NULL
+    SELECT NULL, NULL, l.ids, NULL,
+           -- the onboarding fade (rpc.sql onboarding_cards, inline): with picks, ceil(k (1 - likes / F))
+           CASE WHEN EXISTS (SELECT 1 FROM user_preferences up WHERE up.user_id = %(user_id)s)
+                THEN ceil({k} * greatest(0, 1 - cardinality(l.ids)::float8 / greatest(1, coalesce(
+                         (SELECT value::float8 FROM settings WHERE key = 'onboarding_fade_likes'), 5))))::integer
+                ELSE 0 END,
+           NULL
+    FROM (SELECT ARRAY(SELECT d.video_id FROM src_decisions d
+                       WHERE d.user_key = twotower.user_key(%(user_id)s) AND d.decision_type = 'like'
+                       ORDER BY d.created_at DESC LIMIT 200) AS ids) l
     WHERE {guard}
 ) r
 ORDER BY r.ord NULLS LAST;

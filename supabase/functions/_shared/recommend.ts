@@ -22,7 +22,7 @@ export interface Item {
   video_id: string;
   score: number;
   reasons: string[];
-  source?: "explore"; // only on exploration's cards
+  source?: "explore" | "onboarding"; // only on exploration's cards and the fading onboarding's
 }
 
 /** The versions to serve (the user's arm) or to refresh (every active one), in one round trip:
@@ -106,15 +106,19 @@ export async function recommend(sql: Sql, userId: string, limit: number, t0: num
     : await sql`SELECT video_id, score, model_version, source, reasons
                 FROM twotower.recommend(${userId}, ${limit}, NULL, NULL, ${deck.impressions}, ${deck.deckId},
                                         ${deck.diversity ?? null}::float8, ${deck.explore ?? null}::float8)`;
-  // exploration's cards say so in their item; the deck's source is that of the ranked ones
-  const ranked = rows.find((r) => r.source !== "explore");
+  // exploration's cards, and the picks' cards dealt into a ranked deck while onboarding fades,
+  // say so in their item; the deck's source is that of the ranked ones (an onboarding deck has
+  // only the picks' cards)
+  const ranked = rows.find((r) => r.source !== "explore" && r.source !== "onboarding") ??
+    rows.find((r) => r.source !== "explore");
+  const source = ranked ? ranked.source : rows.length ? "two_tower" : "cold_start";
   return {
     user_id: userId,
     model_version: rows.length ? rows[0].model_version : (arm?.version ?? null),
-    source: ranked ? ranked.source : rows.length ? "two_tower" : "cold_start",
+    source,
     items: rows.map((r) => ({
       video_id: r.video_id, score: r.score, reasons: r.reasons ?? [],
-      ...(r.source === "explore" ? { source: "explore" } : {}),
+      ...(r.source === "explore" || (r.source === "onboarding" && source !== "onboarding") ? { source: r.source } : {}),
     })),
     took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
   };
