@@ -31,8 +31,9 @@ The rules, fixed before any tuning (docs/benchmarks.md repeats them):
   sign-up (POST /v1/users/{id}/preferences): the tags, among those with 10 or more videos, whose
   videos they would like most often by their own answers; it runs with the installation's
   serving.onboarding_fade_likes, and two_tower+onboarding-fadeF with F in 1 (the picks alone until
-  the first like, then none of them) and 10; serving.onboarding_fade_likes is the F (of 1, the
-  default, 10) with the highest like rate, ties within 1% going to the smaller F. two_tower+nopesW (impressions, and
+  the first like, then none of them) and 5; serving.onboarding_fade_likes is the F (of 1, 5, 10)
+  with the highest like rate, ties within 1% going to the smaller F (a first run at a77a7eb, with
+  5 as the default, chose 10). two_tower+nopesW (impressions, and
   serving.nope_weight W in 0.5, 1: candidates close to the user's 20 latest nopes demoted);
   serving.nope_weight is the W with the higher like rate if that beats two_tower+impressions by
   more than 1% (else 0). two_tower+impressions-segments: the demographic cold start off (no
@@ -74,7 +75,7 @@ DECK, SESSIONS, PATIENCE, MAX_CARDS, NEW_ANSWERS = 10, 3, 4, 60, 20
 KEY = "simulate-service-key"
 MMR = (0.25, 0.5, 0.75)
 EXPLORE = (0.1, 0.2)
-FADES = (1, 10)  # serving.onboarding_fade_likes besides the default (1: hand over at the first like)
+FADES = (1, 5)  # serving.onboarding_fade_likes besides the default, 10 (1: hand over at the first like)
 FADE_TIE = 1.01  # serving.onboarding_fade_likes: like rates within 1% of the best go to the smaller F
 POLICIES = ["popularity", "random", "two_tower", "two_tower+impressions", *(f"two_tower+mmr{d}" for d in MMR),
             *(f"two_tower+explore{x}" for x in EXPLORE), "two_tower+onboarding",

@@ -29,6 +29,9 @@ def test_file_env_and_override_layers(tmp_path, monkeypatch):
     ("training.epochs=abc", "expected int"),
     ("training.loss=hinge", "training.loss"),
     ("training.epochs=-1", ">= 0"),
+    ("serving.mute_weight=2", "between 0 and 1"),
+    ("serving.onboarding_fade_likes=0", "must be > 0"),
+    ("serving.onboarding_fade_likes=500", "<= 200"),
 ])
 def test_bad_config_is_a_clear_error(override, msg):
     with pytest.raises(InvalidInput, match=msg):

@@ -47,9 +47,9 @@ def test_picks_steer_a_new_users_deck_until_their_first_like(client, world):  # 
                   (U, picked[-1]))
     world.commit()
     assert rec(client, U, 10, exclude_impressions=False).json()["source"] == "onboarding"
-    # the first like hands over to the user's own vector, and the picks fade: ceil(10 (1 - 1/5)) =
-    # 8 of the deck's cards are still the picks', marked, among the ranked ones; 3 likes: 4; 5: none
-    for likes, dealt in ((1, 8), (3, 4), (5, 0)):
+    # the first like hands over to the user's own vector, and the picks fade: ceil(10 (1 - 1/10)) =
+    # 9 of the deck's cards are still the picks', marked, among the ranked ones; 4 likes: 6; 9: 1
+    for likes, dealt in ((1, 9), (4, 6), (9, 1)):
         world.execute("INSERT INTO user_video_decisions (user_id, video_id, decision_type) "
                       "SELECT %s, v, 'like' FROM unnest(%s::text[]) v ON CONFLICT DO NOTHING", (U, picked[:likes]))
         world.commit()

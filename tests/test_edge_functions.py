@@ -373,7 +373,7 @@ def test_onboarding_and_nopes_answer_as_the_service(world):
             assert _canon(e["items"]) == _canon(p["items"]) and all(i["reasons"] == ["your picks"] for i in e["items"])
             conn.execute("DELETE FROM twotower.user_preferences WHERE user_id = %s", (u,))
             conn.commit()
-        # one like: a ranked deck with ceil(10 (1 - 1/5)) = 8 of the picks' cards dealt in, marked
+        # one like: a ranked deck with ceil(10 (1 - 1/10)) = 9 of the picks' cards dealt in, marked
         u = "edge-fading"
         video = conn.execute("SELECT min(video_id) FROM video_tags WHERE tag_name = %s", (tag,)).fetchone()[0]
         conn.execute("INSERT INTO profiles (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (u,))
@@ -387,7 +387,7 @@ def test_onboarding_and_nopes_answer_as_the_service(world):
             p = svc.post("/v1/recommendations", json=body, headers=SVC).json()
             assert e["source"] == p["source"] == "two_tower", (e, p)
             assert [i.get("source") for i in e["items"]] == [i.get("source") for i in p["items"]]
-            assert sum(i.get("source") == "onboarding" for i in e["items"]) == 8
+            assert sum(i.get("source") == "onboarding" for i in e["items"]) == 9
             assert _canon(e["items"]) == _canon(p["items"])
         finally:
             forget(conn, u)

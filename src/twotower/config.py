@@ -145,7 +145,7 @@ class ServingConfig:
     mute_weight: float = 0.5
     # Onboarding fades out as likes arrive: a user with picks and L likes gets ceil(limit * (1 -
     # L / this)) of the picks' videos dealt into the ranked deck (1: hand over at the first like)
-    onboarding_fade_likes: int = 5
+    onboarding_fade_likes: int = 10
 
 
 @dataclass

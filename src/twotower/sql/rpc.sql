@@ -290,7 +290,7 @@ BEGIN
            coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0.5),
            least(p_limit, floor(p_limit * coalesce(p_explore_share, max(st.value::float8) FILTER (WHERE st.key = 'explore_share'), 0)
                                 + 0.5))::integer,
-           greatest(1, coalesce(max(st.value::float8) FILTER (WHERE st.key = 'onboarding_fade_likes'), 5))
+           greatest(1, coalesce(max(st.value::float8) FILTER (WHERE st.key = 'onboarding_fade_likes'), 10))
     INTO div, disc, nope_w, mute_w, xn, fade
     FROM settings st WHERE st.key IN ('diversity', 'impression_discount', 'nope_weight', 'mute_weight', 'explore_share',
                                       'onboarding_fade_likes');

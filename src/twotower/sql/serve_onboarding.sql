@@ -8,7 +8,7 @@ WITH h AS MATERIALIZED (
     FROM twotower.deck_hidden(%(user_id)s, %(imp)s, %(deck)s)
 ),
 f AS (
-    SELECT greatest(1, coalesce((SELECT value::float8 FROM settings WHERE key = 'onboarding_fade_likes'), 5)) AS f
+    SELECT greatest(1, coalesce((SELECT value::float8 FROM settings WHERE key = 'onboarding_fade_likes'), 10)) AS f
 ),
 q AS MATERIALIZED (
     SELECT twotower.preference_vector(%(version)s, %(user_id)s) AS q

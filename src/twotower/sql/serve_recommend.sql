@@ -74,7 +74,7 @@ SELECT r.video_id, r.score, r.liked, r.explore, r.onboard FROM (
            -- the onboarding fade (rpc.sql onboarding_cards, inline): with picks, ceil(k (1 - likes / F))
            CASE WHEN EXISTS (SELECT 1 FROM user_preferences up WHERE up.user_id = %(user_id)s)
                 THEN ceil({k} * greatest(0, 1 - cardinality(l.ids)::float8 / greatest(1, coalesce(
-                         (SELECT value::float8 FROM settings WHERE key = 'onboarding_fade_likes'), 5))))::integer
+                         (SELECT value::float8 FROM settings WHERE key = 'onboarding_fade_likes'), 10))))::integer
                 ELSE 0 END,
            NULL
     FROM (SELECT ARRAY(SELECT d.video_id FROM src_decisions d
