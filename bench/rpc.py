@@ -16,7 +16,8 @@ For 1,000 random users, interleaved user by user on one connection each:
   without the reasons, without the two writes (recommendation_log, impressions) and without both,
   interleaved with the full one and the bare query on fresh users, plus the pieces called alone
   (the SQL user vector, the deck filter, the version's search function with a stored vector);
-- MMR diversity: the call with p_diversity 0 and 0.5, interleaved per user;
+- MMR diversity: the call with p_diversity 0 and 0.5 (exploration off), interleaved per user;
+- exploration: the call with p_explore_share 0 and 0.2 (the default), interleaved per user;
 - impression discounting: a returning user whose last deck is past the TTL and unanswered, with
   serving.impression_discount 0.5 (the default) and 0, interleaved per user.
 """
@@ -166,12 +167,25 @@ def main() -> None:
         for i, u in enumerate(users[:50] + users):
             for d in (("0", "0.5") if i % 2 else ("0.5", "0")):
                 t0 = time.perf_counter()
-                rows = c.execute("SELECT * FROM recommend_videos(20, %s, NULL, false, %s)", (u, float(d)),
+                rows = c.execute("SELECT * FROM recommend_videos(20, %s, NULL, false, %s, 0)", (u, float(d)),
                                  prepare=True).fetchall()
                 t_mmr[d].append((time.perf_counter() - t0) * 1000)
                 assert len(rows) == 20
             c.commit()
     mmr = {f"diversity_{d}": {"p50_ms": pct(ts[50:], 50), "p99_ms": pct(ts[50:], 99)} for d, ts in t_mmr.items()}
+    # Exploration: p_explore_share 0 and 0.2 (serving.explore_share's default: 4 of 20 cards by
+    # Thompson sampling over the pool of new videos), interleaved per user, impressions off
+    t_x: dict[str, list[float]] = {"0": [], "0.2": []}
+    with db.connect(s) as c:
+        for i, u in enumerate(users[:50] + users):
+            for x in (("0", "0.2") if i % 2 else ("0.2", "0")):
+                t0 = time.perf_counter()
+                rows = c.execute("SELECT * FROM recommend_videos(20, %s, NULL, false, 0, %s)", (u, float(x)),
+                                 prepare=True).fetchall()
+                t_x[x].append((time.perf_counter() - t0) * 1000)
+                assert len(rows) == 20 and (x == "0") == (sum(r[3] == "explore" for r in rows) == 0), rows
+            c.commit()
+    explore = {f"explore_{x}": {"p50_ms": pct(ts[50:], 50), "p99_ms": pct(ts[50:], 99)} for x, ts in t_x.items()}
     # Impression discounting: a returning user whose last deck of 20 is past the TTL, unanswered,
     # with serving.impression_discount at 0.5 (the default: a pool of 80 re-sorted in
     # twotower.mmr) and at 0 (the plain ranking), interleaved; each call rolled back so the
@@ -206,6 +220,7 @@ def main() -> None:
         "sql_user_vector_1000_likes": t_vec,
         "breakdown": parts,
         "mmr": mmr,
+        "explore": explore,
         "impression_discount": discount,
     }
     print(json.dumps(out, indent=2))

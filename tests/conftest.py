@@ -15,6 +15,11 @@ from twotower import db
 from twotower.config import Settings
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Exploration is on by default (serving.explore_share 0.2), and its Thompson draws differ from
+# call to call. Most tests compare decks across paths and calls, so the databases they set up
+# (and the CLIs and servers they start) have it off; tests/test_deck_explore.py turns it on and
+# checks the default.
+os.environ["TWOTOWER__SERVING__EXPLORE_SHARE"] = "0"
 TEMPLATE = "twotower_template"
 
 

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.test_serve import SVC, app_settings, rec, token, warm_user, world  # noqa: F401
+from twotower.config import ServingConfig, load_config
 from twotower.serve import create_app
 from twotower.serve.recommend import deal
 
@@ -64,6 +65,11 @@ def test_explore_share_deals_marked_new_videos_in_every_path(client, world):  # 
     assert sum(i.get("source") == "explore" for i in body["items"]) == 3
     assert sum(r[1] == "explore" for r in sql_deck(world, u, 10)) == 3
     assert sum(i.get("source") == "explore" for i in rec(client, u, 10, explore_share=0).json()["items"]) == 0
+    # without a settings row (a Supabase install from migration files, no `db init`) SQL uses the
+    # shipped default, 0.2: two cards of ten
+    world.execute("DELETE FROM twotower.settings WHERE key = 'explore_share'")
+    world.commit()
+    assert sum(r[1] == "explore" for r in sql_deck(world, u, 10)) == 2
     # a cold user has no vector to score new videos with: the cold-start list, unexplored
     cold = rec(client, "cold-explorer", 10, headers=SVC, explore_share=0.5).json()
     assert cold["source"] == "cold_start" and all("source" not in i for i in cold["items"])
@@ -101,3 +107,9 @@ def test_explore_share_is_validated(client, world):  # noqa: F811
     with pytest.raises(errors.InvalidParameterValue):
         world.execute("SELECT * FROM public.recommend_videos(10, %s, NULL, true, NULL, 2)", (u,))
     world.rollback()
+
+
+def test_exploration_is_on_by_default(monkeypatch):
+    """The shipped default (the simulation's choice); the test suite itself runs with it off."""
+    monkeypatch.delenv("TWOTOWER__SERVING__EXPLORE_SHARE")
+    assert ServingConfig().explore_share == load_config().serving.explore_share == 0.2

@@ -130,7 +130,8 @@ class ServingConfig:
     diversity: float = 0.0
     # Share of a warm user's deck given to new videos (fewer than 20 answers), picked by Thompson
     # sampling (twotower.explore_pick), when the request names none (`db init` copies it too).
-    explore_share: float = 0.0
+    # 0.2: bench/simulate.py's rule on 600 users (docs/benchmarks.md section 11).
+    explore_share: float = 0.2
     # Demographic cold start: a segment (age_range/region) gets its own popular list once it had
     # this many decisions in the last 30 days of activity (`db init` copies it too).
     segment_min_decisions: int = 500

@@ -19,7 +19,7 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
-from twotower.config import ServingConfig, Settings, SourceConfig
+from twotower.config import ServingConfig, Settings, SourceConfig, load_config
 from twotower.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -388,8 +388,9 @@ def migrate(conn: psycopg.Connection, source: SourceConfig | None = None, demo_t
         conn.execute(sql("security"))
         conn.execute("INSERT INTO twotower.settings (key, value) VALUES ('ab_salt', %s) "
                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (ab_salt,))
-        # The deck's settings the SQL paths read (serving.*; the defaults without a config).
-        serving = serving or ServingConfig()
+        # The deck's settings the SQL paths read (serving.*; without one, the installation's
+        # config: config/default.yaml, $TWOTOWER_CONFIG, TWOTOWER__SERVING__* variables).
+        serving = serving or load_config().serving
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO twotower.settings (key, value) VALUES (%s, %s) "
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

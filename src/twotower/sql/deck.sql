@@ -283,7 +283,7 @@ $fn$;
 -- rounded half up.
 CREATE OR REPLACE FUNCTION twotower.explore_count(p_limit integer, p_share double precision DEFAULT NULL)
 RETURNS integer LANGUAGE sql STABLE SET search_path = twotower, pg_catalog AS $$
-SELECT least(p_limit, floor(p_limit * coalesce(p_share, (SELECT value::float8 FROM settings WHERE key = 'explore_share'), 0)
+SELECT least(p_limit, floor(p_limit * coalesce(p_share, (SELECT value::float8 FROM settings WHERE key = 'explore_share'), 0.2)
                             + 0.5))::integer
 $$;
 

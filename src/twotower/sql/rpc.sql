@@ -288,7 +288,7 @@ BEGIN
            coalesce(max(st.value::float8) FILTER (WHERE st.key = 'impression_discount'), 0.5),
            coalesce(max(st.value::float8) FILTER (WHERE st.key = 'nope_weight'), 0),
            coalesce(max(st.value::float8) FILTER (WHERE st.key = 'mute_weight'), 0.5),
-           least(p_limit, floor(p_limit * coalesce(p_explore_share, max(st.value::float8) FILTER (WHERE st.key = 'explore_share'), 0)
+           least(p_limit, floor(p_limit * coalesce(p_explore_share, max(st.value::float8) FILTER (WHERE st.key = 'explore_share'), 0.2)
                                 + 0.5))::integer,
            greatest(1, coalesce(max(st.value::float8) FILTER (WHERE st.key = 'onboarding_fade_likes'), 10))
     INTO div, disc, nope_w, mute_w, xn, fade

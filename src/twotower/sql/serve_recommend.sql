@@ -40,7 +40,7 @@ dv AS MATERIALIZED (  -- rr: re-rank (diversity, negatives, or stale impressions
 ),
 xn AS MATERIALIZED (  -- exploration's cards (rpc.sql explore_count, inline)
     SELECT least({k}, floor({k} * coalesce(%(explore)s::float8,
-                                           (SELECT value::float8 FROM settings WHERE key = 'explore_share'), 0)
+                                           (SELECT value::float8 FROM settings WHERE key = 'explore_share'), 0.2)
                              + 0.5))::integer AS n
 ),
 c AS MATERIALIZED (
