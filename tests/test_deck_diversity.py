@@ -49,9 +49,9 @@ def test_diversity_zero_is_the_plain_ranking_and_more_spreads_the_tags(client, w
         deck = ids(rec(client, u, 10, exclude_impressions=False, diversity=d))
         assert len(deck) == 10 == len(set(deck)) and set(deck) <= set(pool) and deck[0] == plain[0]
         assert sql_deck(world, u, 10, d) == deck  # one function, every path
-    # over the warmest users: the decks' item vectors spread out and their tags with them
+    # over the 40 warmest users: the decks' item vectors spread out and their tags with them
     users = [v for (v,) in world.execute("SELECT user_id FROM user_video_decisions GROUP BY 1 "
-                                         "ORDER BY count(*) DESC, 1 LIMIT 12")]
+                                         "ORDER BY count(*) DESC, 1 LIMIT 40")]
     spread, entropy = {0.0: [], 0.9: []}, {0.0: [], 0.9: []}
     for user in users:
         for d in (0.0, 0.9):
@@ -59,7 +59,8 @@ def test_diversity_zero_is_the_plain_ranking_and_more_spreads_the_tags(client, w
             spread[d].append(alikeness(world, deck))
             entropy[d].append(tag_entropy(world, deck))
     assert np.mean(spread[0.9]) < np.mean(spread[0.0]), spread
-    assert np.mean(entropy[0.9]) > np.mean(entropy[0.0]), entropy
+    # tags: 4.26 -> 4.41 bits here; over vectors alone (before the tags term) it did not move
+    assert np.mean(entropy[0.9]) > np.mean(entropy[0.0]) + 0.05, entropy
     # every card still passes the filters: nothing decided comes back
     decided = {v for (v,) in world.execute("SELECT video_id FROM user_video_decisions WHERE user_id = %s", (u,))}
     assert not decided & set(ids(rec(client, u, 30, exclude_impressions=False, diversity=1)))

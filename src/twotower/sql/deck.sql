@@ -78,12 +78,16 @@ n AS (SELECT v, x FROM (SELECT d.video_id AS v, (SELECT nope FROM w) AS x FROM s
 SELECT coalesce(array_agg(v), '{}'), coalesce(array_agg(x), '{}') FROM n
 $$;
 
--- Maximal marginal relevance (Carbonell & Goldstein, SIGIR 1998) over the version's item vectors,
--- with two more terms: from candidates in ranking order, take p_k greedily, each maximising
+-- Maximal marginal relevance (Carbonell & Goldstein, SIGIR 1998) over the version's item vectors
+-- and the videos' tags, with two more terms: from candidates in ranking order, take p_k greedily,
+-- each maximising
 --     (1 - p_diversity) * relevance * (1 - p_discount) ^ (times served to p_user_id, unanswered)
---         - p_diversity * (highest cosine to a card already taken)
+--         - p_diversity * (highest likeness to a card already taken)
 --         - (highest of weight_j * cosine to negative j: a recent nope, a muted video),
--- relevance being the score rescaled to 0..1 over the candidates, cosines floored at 0. The
+-- relevance being the score rescaled to 0..1 over the candidates, cosines floored at 0, and the
+-- likeness of two cards the higher of their vectors' cosine and their tags' Jaccard overlap: item
+-- vectors follow co-likes, which tags only loosely track, so a deck spread over vectors alone can
+-- still be one tag over and over (tests/test_deck_diversity.py measured it). The
 -- discount is impression discounting (Lee et al., KDD 2014: a card shown again and again without
 -- an answer is worth less each time); a card in the pool was served before only if its
 -- impression is past the TTL (or impressions are off, and then callers pass no user).
@@ -105,6 +109,8 @@ DECLARE
     w boolean := coalesce(cardinality(p_negatives), 0) > 0;
     g float8 := CASE WHEN p_user_id IS NULL THEN 0 ELSE least(greatest(coalesce(p_discount, 0), 0), 1) END;
     vecs vector[];
+    jac float8[];  -- n x n, row-major: the tags' Jaccard overlap of candidates i and j
+    pair record;
     rel float8[];
     near float8[];
     noped float8[];
@@ -136,6 +142,18 @@ BEGIN
     SELECT array_agg(e.embedding ORDER BY f.o) INTO vecs
     FROM unnest(p_ids) WITH ORDINALITY AS f(v, o)
     LEFT JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = f.v;
+    IF d > 0 THEN  -- the pairs of candidates sharing a tag, in one statement (the rest stay 0)
+        jac := array_fill(0::float8, ARRAY[n * n]);
+        FOR pair IN
+            WITH t AS (SELECT f.o::integer AS o, s.tag_name, count(*) OVER (PARTITION BY f.o) AS k
+                       FROM unnest(p_ids) WITH ORDINALITY AS f(v, o)
+                       JOIN src_video_tags s ON s.video_key = twotower.video_key(f.v))
+            SELECT a.o AS i, b.o AS j, count(*)::float8 / (min(a.k) + min(b.k) - count(*)) AS x
+            FROM t a JOIN t b ON b.tag_name = a.tag_name AND b.o <> a.o GROUP BY a.o, b.o
+        LOOP
+            jac[(pair.i - 1) * n + pair.j] := pair.x;
+        END LOOP;
+    END IF;
     SELECT min(s), max(s) INTO lo, hi FROM unnest(p_scores) AS s;
     rel := array_fill(1::float8, ARRAY[n]);
     near := array_fill(0::float8, ARRAY[n]);
@@ -177,11 +195,17 @@ BEGIN
         score := p_scores[best];
         ord := step;
         RETURN NEXT;
-        CONTINUE WHEN d = 0 OR vecs[best] IS NULL;
+        CONTINUE WHEN d = 0;
         FOR i IN 1..n LOOP
-            CONTINUE WHEN taken[i] OR vecs[i] IS NULL;
-            sim := 1 - (vecs[i] <=> vecs[best]);
-            IF sim > near[i] AND sim <> 'NaN'::float8 THEN  -- (NaN: a zero vector; PostgreSQL sorts it highest)
+            CONTINUE WHEN taken[i];
+            sim := jac[(best - 1) * n + i];
+            IF vecs[i] IS NOT NULL AND vecs[best] IS NOT NULL THEN
+                v := 1 - (vecs[i] <=> vecs[best]);
+                IF v > sim AND v <> 'NaN'::float8 THEN  -- (NaN: a zero vector; PostgreSQL sorts it highest)
+                    sim := v;
+                END IF;
+            END IF;
+            IF sim > near[i] THEN
                 near[i] := sim;
             END IF;
         END LOOP;
