@@ -175,9 +175,13 @@ def main() -> None:
     mmr = {f"diversity_{d}": {"p50_ms": pct(ts[50:], 50), "p99_ms": pct(ts[50:], 99)} for d, ts in t_mmr.items()}
     # Exploration: p_explore_share 0 and 0.2 (serving.explore_share's default: 4 of 20 cards by
     # Thompson sampling over the pool of new videos), interleaved per user, impressions off
+    # (warm users only: a cold user's deck is the popular list, with no exploration in it)
     t_x: dict[str, list[float]] = {"0": [], "0.2": []}
     with db.connect(s) as c:
-        for i, u in enumerate(users[:50] + users):
+        liked = {u for (u,) in c.execute("SELECT DISTINCT user_id FROM user_video_decisions "
+                                         "WHERE user_id = ANY(%s) AND decision_type = 'like'", (users,))}
+        warm = [u for u in users if u in liked]
+        for i, u in enumerate(warm[:50] + warm):
             for x in (("0", "0.2") if i % 2 else ("0.2", "0")):
                 t0 = time.perf_counter()
                 rows = c.execute("SELECT * FROM recommend_videos(20, %s, NULL, false, 0, %s)", (u, float(x)),
@@ -186,6 +190,7 @@ def main() -> None:
                 assert len(rows) == 20 and (x == "0") == (sum(r[3] == "explore" for r in rows) == 0), rows
             c.commit()
     explore = {f"explore_{x}": {"p50_ms": pct(ts[50:], 50), "p99_ms": pct(ts[50:], 99)} for x, ts in t_x.items()}
+    explore["warm_users"] = len(warm)
     # Impression discounting: a returning user whose last deck of 20 is past the TTL, unanswered,
     # with serving.impression_discount at 0.5 (the default: a pool of 80 re-sorted in
     # twotower.mmr) and at 0 (the plain ranking), interleaved; each call rolled back so the
