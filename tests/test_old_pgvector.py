@@ -74,3 +74,12 @@ def test_filtered_search_over_fetches_on_pgvector_0_7(pg15, tmp_path):
             got = [i["video_id"] for i in body["items"]]
             assert body["source"] == "two_tower" and len(got) == limit and not decided & set(got)
             assert len(set(got) & set(exact[:limit])) >= 0.9 * limit
+        # MMR's tag sketches compare with pgvector's bit Jaccard (<%>, since 0.7): every path
+        r = client.post("/v1/recommendations", json={"user_id": user, "limit": 10, "exclude_impressions": False,
+                                                     "diversity": 0.5}, headers=SVC)
+        assert r.status_code == 200, r.text
+        got = [i["video_id"] for i in r.json()["items"]]
+        assert len(got) == 10 and not decided & set(got)
+    with db.connection(url=pg15) as conn:
+        sql = [v for (v,) in conn.execute("SELECT video_id FROM recommend_videos(10, %s, NULL, false, 0.5)", (user,))]
+        assert sql == got

@@ -85,7 +85,8 @@ $$;
 --         - p_diversity * (highest likeness to a card already taken)
 --         - (highest of weight_j * cosine to negative j: a recent nope, a muted video),
 -- relevance being the score rescaled to 0..1 over the candidates, cosines floored at 0, and the
--- likeness of two cards the higher of their vectors' cosine and their tags' Jaccard overlap: item
+-- likeness of two cards the higher of their vectors' cosine and their tags' Jaccard overlap (over
+-- 1024-bit sketches, pgvector's <%>: a spurious overlap needs two tags in one bit): item
 -- vectors follow co-likes, which tags only loosely track, so a deck spread over vectors alone can
 -- still be one tag over and over (tests/test_deck_diversity.py measured it). The
 -- discount is impression discounting (Lee et al., KDD 2014: a card shown again and again without
@@ -109,8 +110,7 @@ DECLARE
     w boolean := coalesce(cardinality(p_negatives), 0) > 0;
     g float8 := CASE WHEN p_user_id IS NULL THEN 0 ELSE least(greatest(coalesce(p_discount, 0), 0), 1) END;
     vecs vector[];
-    jac float8[];  -- n x n, row-major: the tags' Jaccard overlap of candidates i and j
-    pair record;
+    sketch bit(1024)[];
     rel float8[];
     near float8[];
     noped float8[];
@@ -142,17 +142,11 @@ BEGIN
     SELECT array_agg(e.embedding ORDER BY f.o) INTO vecs
     FROM unnest(p_ids) WITH ORDINALITY AS f(v, o)
     LEFT JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = f.v;
-    IF d > 0 THEN  -- the pairs of candidates sharing a tag, in one statement (the rest stay 0)
-        jac := array_fill(0::float8, ARRAY[n * n]);
-        FOR pair IN
-            WITH t AS (SELECT f.o::integer AS o, s.tag_name, count(*) OVER (PARTITION BY f.o) AS k
-                       FROM unnest(p_ids) WITH ORDINALITY AS f(v, o)
-                       JOIN src_video_tags s ON s.video_key = twotower.video_key(f.v))
-            SELECT a.o AS i, b.o AS j, count(*)::float8 / (min(a.k) + min(b.k) - count(*)) AS x
-            FROM t a JOIN t b ON b.tag_name = a.tag_name AND b.o <> a.o GROUP BY a.o, b.o
-        LOOP
-            jac[(pair.i - 1) * n + pair.j] := pair.x;
-        END LOOP;
+    IF d > 0 THEN  -- each candidate's tags as a 1024-bit sketch (a bit per tag name's hash), one statement
+        SELECT array_agg(t.b ORDER BY f.o) INTO sketch
+        FROM unnest(p_ids) WITH ORDINALITY AS f(v, o)
+        LEFT JOIN LATERAL (SELECT bit_or(set_bit(B'0'::bit(1024), hashtext(s.tag_name) & 1023, 1)) AS b
+                           FROM src_video_tags s WHERE s.video_key = twotower.video_key(f.v)) t ON true;
     END IF;
     SELECT min(s), max(s) INTO lo, hi FROM unnest(p_scores) AS s;
     rel := array_fill(1::float8, ARRAY[n]);
@@ -198,7 +192,7 @@ BEGIN
         CONTINUE WHEN d = 0;
         FOR i IN 1..n LOOP
             CONTINUE WHEN taken[i];
-            sim := jac[(best - 1) * n + i];
+            sim := coalesce(1 - (sketch[i] <%> sketch[best]), 0);  -- Jaccard of the tag sketches
             IF vecs[i] IS NOT NULL AND vecs[best] IS NOT NULL THEN
                 v := 1 - (vecs[i] <=> vecs[best]);
                 IF v > sim AND v <> 'NaN'::float8 THEN  -- (NaN: a zero vector; PostgreSQL sorts it highest)
