@@ -113,3 +113,23 @@ def test_exploration_is_on_by_default(monkeypatch):
     """The shipped default (the simulation's choice); the test suite itself runs with it off."""
     monkeypatch.delenv("TWOTOWER__SERVING__EXPLORE_SHARE")
     assert ServingConfig().explore_share == load_config().serving.explore_share == 0.2
+
+
+def test_the_pools_vectors_are_copied_and_read_the_same_without_the_copy(world):  # noqa: F811
+    """refresh_explore copies the pool's vectors of each active version (explore_vectors, so a
+    call reads one small table); without the copy (a version embedded since) explore_pick reads
+    video_embeddings and scores every candidate the same."""
+    fresh = pool(world)
+    copy = dict(world.execute("SELECT video_id, embedding::text FROM twotower.explore_vectors WHERE model_version = 'v1'"))
+    own = dict(world.execute("SELECT video_id, embedding::text FROM twotower.video_embeddings "
+                             "WHERE model_version = 'v1' AND video_id = ANY(%s)", (list(fresh),)))
+    assert copy and copy == own
+    u = warm_user(world)
+    q = world.execute("SELECT embedding FROM twotower.user_embeddings WHERE model_version = 'v1' AND user_id = %s",
+                      (u,)).fetchone()[0]
+    pick = "SELECT video_id, score FROM twotower.explore_pick('v1', %s, %s, 500, '{}', '{}', '{}', '{}', 0, '{}')"
+    with world.transaction(force_rollback=True):
+        with_copy = dict(world.execute(pick, (q, u)).fetchall())
+        world.execute("DELETE FROM twotower.explore_vectors")
+        without = dict(world.execute(pick, (q, u)).fetchall())
+    assert len(with_copy) > 10 and with_copy == without

@@ -123,6 +123,7 @@ def embed_videos(conn: psycopg.Connection, art: Artifacts, cfg: EmbeddingConfig)
     with conn.transaction():
         drop_index(conn, art.version)
         conn.execute("DELETE FROM video_embeddings WHERE model_version = %s", (art.version,))
+        conn.execute("DELETE FROM explore_vectors WHERE model_version = %s", (art.version,))  # stale copy
         _copy_vectors(conn, "video_embeddings", "video_id", art.version, ids, vecs, [fp.get(i) for i in ids.tolist()])
         write_history_rows(conn, art)
         t2 = time.perf_counter()

@@ -275,7 +275,8 @@ END
 $fn$;
 
 -- Recompute explore_cache when it is older than p_age (one caller at a time): among the newest
--- 2,000 videos, those with fewer than 20 answers, newest first, at most 500, with their counts.
+-- 2,000 videos, those with fewer than 20 answers, newest first, at most 500, with their counts;
+-- and explore_vectors, their item vectors in each active version.
 CREATE OR REPLACE FUNCTION twotower.refresh_explore(p_age interval)
 RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = twotower, pg_catalog AS $fn$
 BEGIN
@@ -293,6 +294,11 @@ BEGIN
     GROUP BY r.id, r.at
     HAVING count(d.video_key) < 20
     ORDER BY r.at DESC NULLS LAST, r.id LIMIT 500;
+    DELETE FROM explore_vectors;
+    INSERT INTO explore_vectors (model_version, video_id, embedding)
+    SELECT e.model_version, e.video_id, e.embedding
+    FROM explore_cache x JOIN video_embeddings e ON e.video_id = x.video_id
+    JOIN embedding_model_versions m ON m.version = e.model_version AND m.is_active;
 END
 $fn$;
 
@@ -316,9 +322,15 @@ CREATE OR REPLACE FUNCTION twotower.explore_pick(p_version text, p_q vector, p_u
                                                  p_n_mutes integer, p_taken text[])
 RETURNS TABLE (video_id text, score double precision)
 LANGUAGE sql VOLATILE SET search_path = twotower, extensions, public, pg_catalog AS $$
-WITH c AS (
+WITH v AS (  -- the pool's vectors: the copy (explore_vectors), else the version's own rows
+    SELECT ev.video_id, ev.embedding FROM explore_vectors ev WHERE ev.model_version = p_version
+    UNION ALL
+    SELECT e.video_id, e.embedding FROM explore_cache x
+    JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = x.video_id
+    WHERE NOT EXISTS (SELECT 1 FROM explore_vectors ev WHERE ev.model_version = p_version)
+), c AS (
     SELECT x.video_id, x.likes, x.nopes, -(e.embedding <#> p_q) AS s
-    FROM explore_cache x JOIN video_embeddings e ON e.model_version = p_version AND e.video_id = x.video_id
+    FROM explore_cache x JOIN v e ON e.video_id = x.video_id
     WHERE p_n > 0 AND p_q IS NOT NULL
       AND NOT (x.video_id = ANY (p_hidden)) AND NOT (x.video_id = ANY (p_taken))
       AND NOT EXISTS (SELECT 1 FROM src_decisions d WHERE d.user_key = twotower.user_key(p_user_id)
