@@ -1,0 +1,288 @@
+"""What was tried to get past EASE on ml-latest-small (issue: NDCG@10 >= 1.05x EASE), each
+variant scored the honest way and the hopeful way.
+
+    python bench/past_ease.py                 # every family (about 6 minutes on 2 cores)
+    python bench/past_ease.py --only ease,dae
+
+Same data and split as bench/quality.py (temporal-user, 20%). For every family the
+hyperparameters are chosen on the validation slice (fitted on `fit`, scored on `val`), then the
+model is refitted on all of train and scored on test: that is the honest figure. Beside it, the
+best test score over the same grid ("oracle"), an upper bound that shows how much room a family
+has at all, and how wide the noise band of a single split is. Every family is a linear function
+of the user's history except the Mult-DAE, so each could be served as one inner product.
+
+Families (all closed forms are EASE-style: B = argmin ||Y - X B||^2 + lambda ||B||^2 with a zero
+diagonal where an item could predict itself):
+- ease: the baseline, lambda from 50 to 1600.
+- nopes_input: the inputs are [likes, alpha * nopes] (nopes as a second channel of evidence).
+- nopes_target: the targets are likes - gamma * nopes (learn to rank below what users nope).
+- transitions: SLIST's mix (Choi et al., WWW 2021): alpha * (reconstruct the likes) +
+  (1 - alpha) * (predict a user's later likes from their earlier ones, cut at 30/50/70/90%).
+- dae: EASE plus c times a Mult-DAE (Liang et al. 2018; 600 tanh units, input dropout 0.5,
+  multinomial likelihood), epoch and c (0 included) chosen on validation, three seeds. Not
+  linear in the history: served, the user vector would need the ONNX user tower.
+
+Writes bench/results/past_ease.json (untracked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import MOVIELENS, git_commit, machine, scratch_home, write_json  # noqa: E402
+
+from twotower import db  # noqa: E402
+from twotower.config import Settings, load_config  # noqa: E402
+from twotower.data import importers, load_frames  # noqa: E402
+from twotower.evaluate import Catalog, make_split  # noqa: E402
+from twotower.evaluate.baselines import EASERec  # noqa: E402
+from twotower.evaluate.splits import Split  # noqa: E402
+from twotower.metrics import ranking_metrics, top_k  # noqa: E402
+
+LAMBDAS = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
+
+
+# ------------------------------------------------------------------ scoring on one part
+
+def ndcg(split: Split, part: str, scores_of) -> float:
+    """NDCG@10 of `part` likes (val or test), ranking all videos not decided in the fitted part."""
+    fitted = "fit" if part == "val" else "train"
+    rel, decided = split.matrix(part), split.matrix(fitted, likes_only=False)
+    users = np.flatnonzero(rel.getnnz(axis=1) > 0)
+    tops = [top_k(scores_of(users[s:s + 512]), 10, decided[users[s:s + 512]])
+            for s in range(0, users.size, 512)]
+    return ranking_metrics(np.concatenate(tops), rel[users], [10])["ndcg@10"]
+
+
+def nopes(split: Split, part: str) -> sp.csr_matrix:
+    df = getattr(split, part).filter(~pl.col("like"))
+    return sp.csr_matrix((np.ones(df.height, np.float32), (df["u"].to_numpy(), df["i"].to_numpy())),
+                         shape=(split.n_users, split.n_items))
+
+
+def inverse(g: np.ndarray) -> np.ndarray:
+    c, info = lapack.spotrf(g, lower=False, overwrite_a=True)
+    if info == 0:
+        c, info = lapack.spotri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise RuntimeError(f"Gram matrix not positive definite (lapack {info})")
+    return np.triu(c) + np.triu(c, 1).T
+
+
+def ridge_zero_diag(x: sp.csr_matrix, y: sp.csr_matrix, lam: float, own: np.ndarray,
+                    gram: sp.spmatrix | None = None, cross: sp.spmatrix | None = None) -> np.ndarray:
+    """argmin ||Y - X B||^2 + lam ||B||^2 with B[own[j], j] = 0 (input column own[j] is output
+    j's own item; -1: none). gram/cross replace X'X and X'Y (a weighted mix of two problems)."""
+    g = (x.T @ x if gram is None else gram).toarray().astype(np.float32)
+    g[np.diag_indices_from(g)] += lam
+    p = inverse(g)
+    b = p @ (x.T @ y if cross is None else cross).toarray().astype(np.float32)
+    cols = np.flatnonzero(own >= 0)
+    rows = own[cols]
+    b[:, cols] -= p[:, rows] * (b[rows, cols] / p[rows, rows])[None, :]
+    b[rows, cols] = 0.0
+    return b
+
+
+def linear_scorer(x_rows: sp.csr_matrix, inputs: np.ndarray, outputs: np.ndarray, b: np.ndarray, n: int):
+    def scores(users: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(users), n), np.float32)
+        out[:, outputs] = x_rows[users][:, inputs] @ b
+        return out
+    return scores
+
+
+# ------------------------------------------------------------------ the families
+
+def fit_ease(split: Split, part: str, lam: float):
+    x = split.matrix(part)
+    a, b = EASERec.weights(x, lam)
+    return lambda users: EASERec.apply(x[users], a, b, split.n_items)
+
+
+def fit_nopes_input(split: Split, part: str, lam: float, alpha: float):
+    likes, no = split.matrix(part), nopes(split, part)
+    n = split.n_items
+    z = sp.hstack([likes, alpha * no]).tocsr()
+    z.eliminate_zeros()  # alpha 0: EASE itself
+    inputs = np.flatnonzero(z.getnnz(axis=0) > 0)
+    outputs = np.flatnonzero(likes.getnnz(axis=0) > 0)
+    own = np.searchsorted(inputs, outputs)  # the like column of each output (always an input)
+    b = ridge_zero_diag(z[:, inputs], likes[:, outputs], lam, own)  # z: likes 0..n-1, nopes n..2n-1
+    return linear_scorer(z, inputs, outputs, b, n)
+
+
+def fit_nopes_target(split: Split, part: str, lam: float, gamma: float):
+    likes, no = split.matrix(part), nopes(split, part)
+    items = np.flatnonzero(likes.getnnz(axis=0) > 0)
+    xa = likes[:, items]
+    b = ridge_zero_diag(xa, (likes - gamma * no).tocsr()[:, items], lam, np.arange(items.size))
+    return linear_scorer(likes, items, items, b, split.n_items)
+
+
+def fit_transitions(split: Split, part: str, lam: float, alpha: float,
+                    cuts: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)):
+    likes = split.matrix(part)
+    items = np.flatnonzero(likes.getnnz(axis=0) > 0)
+    d = getattr(split, part).sort("u", "o").with_columns(pos=pl.int_range(pl.len()).over("u"),
+                                                         n=pl.len().over("u"))
+    pre, post = [], []
+    for c in cuts:  # (earlier likes -> later likes) pairs, one per user and cut
+        cut = (pl.col("n") * c).floor()
+        for rows, keep in ((pre, pl.col("pos") < cut), (post, pl.col("pos") >= cut)):
+            df = d.filter(keep & pl.col("like"))
+            rows.append(sp.csr_matrix((np.ones(df.height, np.float32), (df["u"].to_numpy(), df["i"].to_numpy())),
+                                      shape=likes.shape)[:, items])
+    s, t = sp.vstack(pre).tocsr(), sp.vstack(post).tocsr()
+    xa = likes[:, items]
+    gram = alpha * (xa.T @ xa) + (1 - alpha) * (s.T @ s)
+    cross = alpha * (xa.T @ xa) + (1 - alpha) * (s.T @ t)
+    b = ridge_zero_diag(xa, xa, lam, np.arange(items.size), gram, cross)
+    return linear_scorer(likes, items, items, b, split.n_items)
+
+
+def dae_trajectory(split: Split, part: str, seed: int, epochs: int, hidden: int = 600,
+                   dropout: float = 0.5):
+    """Train a Mult-DAE on `part`'s likes; yield (epoch, scores function) after every epoch."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    x = split.matrix(part)
+    items = np.flatnonzero(x.getnnz(axis=0) > 0)
+    dense = torch.from_numpy(x[:, items].toarray())
+    users = np.flatnonzero(x.getnnz(axis=1) > 0)
+    enc, dec = torch.nn.Linear(items.size, hidden), torch.nn.Linear(hidden, items.size)
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3)
+    rng = np.random.default_rng(seed)
+
+    def forward(xb, train: bool):
+        return dec(torch.tanh(enc(F.dropout(F.normalize(xb, dim=1), dropout, train))))
+
+    def scores(us: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = np.zeros((len(us), split.n_items), np.float32)
+            out[:, items] = forward(dense[us], False).numpy()
+        return out
+
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(users)
+        for s in range(0, order.size, 64):
+            xb = dense[order[s:s + 64]]
+            loss = -(F.log_softmax(forward(xb, True), 1) * xb).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        yield epoch, scores
+
+
+# ------------------------------------------------------------------ choose on val, score on test
+
+def grid_family(split: Split, fit, grid: list[tuple]) -> dict:
+    """Choose on val, refit on train; the oracle is the best test score over the grid."""
+    val = {g: ndcg(split, "val", fit(split, "fit", *g)) for g in grid}
+    test = {g: ndcg(split, "test", fit(split, "train", *g)) for g in grid}
+    chosen = max(grid, key=lambda g: val[g])
+    best = max(grid, key=lambda g: test[g])
+    return {"chosen": list(chosen), "val": val[chosen], "test": test[chosen],
+            "oracle": list(best), "oracle_test": test[best],
+            "grid": [{"params": list(g), "val": val[g], "test": test[g]} for g in grid]}
+
+
+def dae_at(split: Split, part: str, seed: int, epoch: int):
+    """The Mult-DAE after `epoch` epochs (the same seed replays the same run)."""
+    scores = None
+    for _, f in dae_trajectory(split, part, seed, epoch):
+        scores = f
+    return scores
+
+
+def dae_family(split: Split, lam: float, seeds=(0, 1, 2), epochs: int = 40,
+               weights=(0.0, 0.05, 0.1, 0.2)) -> dict:
+    ease_fit, ease_train = fit_ease(split, "fit", lam), fit_ease(split, "train", lam)
+    runs = []
+    for seed in seeds:
+        best = (-1.0, 0, 0.0)
+        for epoch, dae in dae_trajectory(split, "fit", seed, epochs):
+            for c in weights:
+                v = ndcg(split, "val", lambda u, c=c, dae=dae: ease_fit(u) + c * dae(u))
+                best = max(best, (v, epoch, c))
+        v, epoch, c = best
+        dae = dae_at(split, "train", seed, epoch)
+        test = ndcg(split, "test", lambda u, c=c, dae=dae: ease_train(u) + c * dae(u))
+        runs.append({"seed": seed, "epoch": epoch, "weight": c, "val": v, "test": test})
+        print(f"  dae seed {seed}: epoch {epoch}, weight {c}, val {v:.4f}, test {test:.4f}", flush=True)
+    tests = [r["test"] for r in runs]
+    return {"runs": runs, "test": float(np.mean(tests)), "test_min": min(tests), "test_max": max(tests)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", help="comma-separated families: ease,nopes_input,nopes_target,transitions,dae")
+    ap.add_argument("--data", default=str(MOVIELENS))
+    a = ap.parse_args()
+    families = (a.only or "ease,nopes_input,nopes_target,transitions,dae").split(",")
+    home = scratch_home("past-ease")
+    shutil.rmtree(home, ignore_errors=True)
+    s = Settings(TWOTOWER_HOME=home, DATABASE_URL=None)
+    t0 = time.perf_counter()
+    with db.connection(s) as conn:
+        db.migrate(conn, demo_tables=True, roles=True)
+        importers.ingest(conn, importers.read_movielens(Path(a.data)))
+        frames = load_frames(conn)
+    db.stop_embedded(s)
+    shutil.rmtree(home, ignore_errors=True)
+    cfg = load_config()
+    split = make_split(Catalog.from_frames(frames), "temporal-user", 0.2, cfg.training.train_val_split,
+                       cfg.training.seed)
+    ease = grid_family(split, fit_ease, [(lam,) for lam in LAMBDAS])
+    lam = ease["chosen"][0]
+    out: dict = {"ease": ease}
+    print(f"ease: lambda {lam} test {ease['test']:.4f} (oracle {ease['oracle_test']:.4f} at {ease['oracle']})",
+          flush=True)
+    # Each grid holds the neutral value (EASE itself: alpha 0, gamma 0, mix 1), so validation
+    # may also say "do not use it".
+    grids = {"nopes_input": (fit_nopes_input, [(lam, x) for x in (0.0, 0.1, 0.25, 0.5)]),
+             "nopes_target": (fit_nopes_target, [(lam, x) for x in (0.0, 0.25, 0.5, 1.0)]),
+             "transitions": (fit_transitions, [(lam, x) for x in (0.5, 0.7, 0.9, 1.0)])}
+    for name, (fit, grid) in grids.items():
+        if name in families:
+            out[name] = grid_family(split, fit, grid)
+            r = out[name]
+            print(f"{name}: chosen {r['chosen']} test {r['test']:.4f} = {r['test'] / ease['test']:.3f}x EASE "
+                  f"(oracle {r['oracle_test']:.4f} at {r['oracle']})", flush=True)
+    if "dae" in families:
+        out["dae"] = dae_family(split, lam)
+        r = out["dae"]
+        print(f"dae: test mean {r['test']:.4f} = {r['test'] / ease['test']:.3f}x EASE "
+              f"(seeds {r['test_min']:.4f}..{r['test_max']:.4f})", flush=True)
+    out["_meta"] = {"split": split.describe(), "machine": machine(), "commit": git_commit(),
+                    "wall_seconds": round(time.perf_counter() - t0, 1)}
+    print("\n| family | chosen on val | test NDCG@10 | x EASE | oracle over the grid |")
+    print("|---|---|---|---|---|")
+    for name, r in out.items():
+        if name == "_meta":
+            continue
+        if name == "dae":
+            print(f"| dae (3 seeds) | per seed | {r['test']:.4f} ({r['test_min']:.4f}-{r['test_max']:.4f}) | "
+                  f"{r['test'] / ease['test']:.3f} | - |")
+        else:
+            print(f"| {name} | {r['chosen']} | {r['test']:.4f} | {r['test'] / ease['test']:.3f} | "
+                  f"{r['oracle_test']:.4f} at {r['oracle']} |")
+    print(f"\nwall time {out['_meta']['wall_seconds']} s")
+    write_json("past_ease", out)
+
+
+if __name__ == "__main__":
+    main()
