@@ -219,6 +219,9 @@ def main() -> None:
     cfg = load_config()
     with db.connection(s) as conn:
         all_users = [r[0] for r in conn.execute("SELECT user_id FROM user_embeddings WHERE model_version='bench'")]
+        # Every run starts from the same deck state: the cards an earlier run served (impressions
+        # within the TTL) would otherwise grow each user's deck filter from run to run.
+        conn.execute("TRUNCATE twotower.impressions, twotower.recommendation_log")
     rng = np.random.default_rng(0)
     users = [all_users[i] for i in rng.choice(len(all_users), size=1000, replace=False)]
     bare = Bare(s, cfg.embedding.ef_search)

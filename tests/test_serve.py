@@ -302,3 +302,25 @@ def test_logged_video_ids_survive_copy(conn):
         cp.write_row((text_array(tricky),))
         cp.write_row((text_array([]),))
     assert [r[0] for r in conn.execute("SELECT a FROM t")] == [tricky, []]
+
+
+def test_impressions_literals_survive_the_flush_statement(conn):
+    """The log flush sends the impressions as array literals (state.text_array), cast in SQL:
+    every id and a missing deck must come back as they were."""
+    from datetime import UTC, datetime
+
+    from twotower.db import sql
+    from twotower.serve.state import text_array
+
+    tricky = ['plain', 'with "quotes"', 'back\\slash', 'comma,brace{}', ' spaced ', 'NULL', 'tab\tnew\nline', 'ünï']
+    at = datetime(2026, 12, 5, 12, 0, 1, 123456, tzinfo=UTC)
+    conn.execute("SET search_path = twotower, public")
+    conn.execute(sql("serve_impressions"), {
+        "users": text_array(["u1"] * len(tricky)), "videos": text_array(tricky),
+        "times": text_array([at.isoformat()] * len(tricky)),
+        "decks": text_array([None] * (len(tricky) - 1) + ["deck \"7\""])})
+    rows = conn.execute("SELECT video_id, last_served_at, times_served, deck_id FROM impressions "
+                        "WHERE user_id = 'u1' ORDER BY video_id").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(tricky)
+    assert {(r[1], r[2]) for r in rows} == {(at, 1)}
+    assert {r[0]: r[3] for r in rows} == {v: (None if v != tricky[-1] else 'deck "7"') for v in tricky}
