@@ -48,3 +48,23 @@ def write_json(name: str, data: dict) -> Path:
     tmp.write_text(json.dumps(data, indent=2, default=str))
     tmp.replace(path)
     return path
+
+
+def import_movielens(name: str, data: str | Path = MOVIELENS):
+    """(Settings, Frames) of a MovieLens directory imported into a fresh scratch home, whose
+    embedded server is stopped again (the home stays: models trained later may write there)."""
+    import shutil
+
+    from twotower import db
+    from twotower.config import Settings
+    from twotower.data import importers, load_frames
+
+    home = scratch_home(name)
+    shutil.rmtree(home, ignore_errors=True)
+    s = Settings(TWOTOWER_HOME=home, DATABASE_URL=None)
+    with db.connection(s) as conn:
+        db.migrate(conn, demo_tables=True, roles=True)
+        importers.ingest(conn, importers.read_movielens(Path(data)))
+        frames = load_frames(conn)
+    db.stop_embedded(s)
+    return s, frames

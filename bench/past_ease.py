@@ -39,11 +39,9 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MOVIELENS, git_commit, machine, scratch_home, write_json  # noqa: E402
+from _common import MOVIELENS, git_commit, import_movielens, machine, write_json  # noqa: E402
 
-from twotower import db  # noqa: E402
-from twotower.config import Settings, load_config  # noqa: E402
-from twotower.data import importers, load_frames  # noqa: E402
+from twotower.config import load_config  # noqa: E402
 from twotower.evaluate import Catalog, make_split  # noqa: E402
 from twotower.evaluate.baselines import EASERec  # noqa: E402
 from twotower.evaluate.splits import Split  # noqa: E402
@@ -233,16 +231,9 @@ def main() -> None:
     ap.add_argument("--data", default=str(MOVIELENS))
     a = ap.parse_args()
     families = (a.only or "ease,nopes_input,nopes_target,transitions,dae").split(",")
-    home = scratch_home("past-ease")
-    shutil.rmtree(home, ignore_errors=True)
-    s = Settings(TWOTOWER_HOME=home, DATABASE_URL=None)
     t0 = time.perf_counter()
-    with db.connection(s) as conn:
-        db.migrate(conn, demo_tables=True, roles=True)
-        importers.ingest(conn, importers.read_movielens(Path(a.data)))
-        frames = load_frames(conn)
-    db.stop_embedded(s)
-    shutil.rmtree(home, ignore_errors=True)
+    s, frames = import_movielens("past-ease", a.data)
+    shutil.rmtree(s.home, ignore_errors=True)
     cfg = load_config()
     split = make_split(Catalog.from_frames(frames), "temporal-user", 0.2, cfg.training.train_val_split,
                        cfg.training.seed)

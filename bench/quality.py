@@ -17,11 +17,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MOVIELENS, git_commit, machine, scratch_home, write_json  # noqa: E402
+from _common import MOVIELENS, git_commit, import_movielens, machine, write_json  # noqa: E402
 
-from twotower import db  # noqa: E402
 from twotower.config import Settings, load_config  # noqa: E402
-from twotower.data import importers, load_frames  # noqa: E402
 from twotower.evaluate import Catalog, build_context, evaluate_recommender, make_split  # noqa: E402
 from twotower.evaluate.baselines import BASELINES  # noqa: E402
 from twotower.evaluate.report import markdown_table, targets_table  # noqa: E402
@@ -52,15 +50,9 @@ def main() -> None:
     names = ["random", "popularity", "ease", "ials", *TWO_TOWER]
     if a.only:
         names = [n for n in a.only.split(",") if n]
-    home = scratch_home("quality")
-    shutil.rmtree(home, ignore_errors=True)
-    s = Settings(TWOTOWER_HOME=home, DATABASE_URL=None)
     t0 = time.perf_counter()
-    with db.connection(s) as conn:
-        db.migrate(conn, demo_tables=True, roles=True)
-        importers.ingest(conn, importers.read_movielens(Path(a.data)))
-        frames = load_frames(conn)
-    db.stop_embedded(s)
+    s, frames = import_movielens("quality", a.data)
+    home = s.home
     cat = Catalog.from_frames(frames)
     cfg = load_config()
     out: dict[str, dict] = {}
