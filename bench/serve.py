@@ -8,6 +8,12 @@
 3. a fixed rate (default 200 req/s) from a separate process, latency measured from the scheduled
    send time (no coordinated omission);
 4. saturation with wrk (16 connections).
+
+    python bench/serve.py --videos 50000 --statement   # where the statement's time goes (no server)
+
+--statement times, from psycopg and interleaved user by user, the bare query and the service's
+own search statement (recommend._statement: the deck filter, the re-rank's settings, the likes
+row) with exploration off and at the installation's share, for 400 users.
 """
 
 from __future__ import annotations
@@ -127,6 +133,35 @@ def sequential(url: str, bare: Bare, users: list[str]) -> dict[str, list[float]]
     return out
 
 
+def statement_breakdown(bare: Bare, users: list[str]) -> dict[str, float]:
+    """p50 (ms) of the bare query and of the service's statement without and with exploration,
+    interleaved per user, as the service runs it (prepared, generic plan, stored vector)."""
+    from twotower.serve.recommend import _statement
+
+    conn = bare.conns["prepared"]
+    conn.execute("SELECT twotower.refresh_explore(interval '0 seconds')")  # as the service keeps it
+    dim = len(next(iter(bare.vecs.values())).to_numpy())
+    stmt = _statement("bench", dim, 20, True, True, False)
+
+    def deck(u: str, explore: float | None) -> float:
+        t0 = time.perf_counter()
+        conn.execute(stmt, {"user_id": u, "imp": True, "deck": None, "div": None, "explore": explore,
+                            "pending": []}, prepare=True, binary=True).fetchall()
+        return (time.perf_counter() - t0) * 1000
+
+    runs: dict[str, list[float]] = {"bare": [], "deck_explore_off": [], "deck_default": []}
+    for rnd in range(2):  # the first round warms plans and buffers
+        for u in users:
+            times = (bare(u, "prepared"), deck(u, 0.0), deck(u, None))
+            if rnd:
+                for k, t in zip(runs, times, strict=True):
+                    runs[k].append(t)
+    out = {f"{k}_p50_ms": pct(v, 50) for k, v in runs.items()}
+    out |= {f"{k}_over_bare_p50": round(float(np.median(runs[k]) / np.median(runs["bare"])), 2)
+            for k in ("deck_explore_off", "deck_default")}
+    return out
+
+
 def fixed_rate(url: str, users: list[str], rate: float, seconds: float, q: mp.Queue, conns: int = 32) -> None:
     """Open-loop load from raw asyncio streams (keep-alive HTTP/1.1; an HTTP client library would
     cost more CPU than the server on these 2 cores). Request i is due at start + i/rate; its
@@ -213,6 +248,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--sequential-only", action="store_true",
                     help="only the interleaved sequential/bare comparison (a quick check while tuning); writes nothing")
+    ap.add_argument("--statement", action="store_true",
+                    help="only the service's search statement against the bare query, from psycopg (no server)")
     a = ap.parse_args()
     users_n, decisions = (10_000, 1_000_000) if a.videos <= 100_000 else (100_000, 10_000_000)
     s, _ = build_world(f"embed-{a.videos}", users_n, a.videos, decisions, keep=True)
@@ -225,6 +262,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     users = [all_users[i] for i in rng.choice(len(all_users), size=1000, replace=False)]
     bare = Bare(s, cfg.embedding.ef_search)
+    if a.statement:
+        res = statement_breakdown(bare, users[:400]) | {"videos": a.videos, "machine": machine(),
+                                                           "commit": git_commit()}
+        print(json.dumps(res, indent=2))
+        write_json(f"serve_statement_{a.videos}", res)
+        return
 
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
