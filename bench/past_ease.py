@@ -36,14 +36,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from scipy.linalg import lapack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MOVIELENS, git_commit, import_movielens, machine, write_json  # noqa: E402
 
 from twotower.config import load_config  # noqa: E402
 from twotower.evaluate import Catalog, make_split  # noqa: E402
-from twotower.evaluate.baselines import EASERec  # noqa: E402
+from twotower.evaluate.baselines import EASERec, spd_inverse  # noqa: E402
 from twotower.evaluate.splits import Split  # noqa: E402
 from twotower.metrics import ranking_metrics, top_k  # noqa: E402
 
@@ -68,22 +67,13 @@ def nopes(split: Split, part: str) -> sp.csr_matrix:
                          shape=(split.n_users, split.n_items))
 
 
-def inverse(g: np.ndarray) -> np.ndarray:
-    c, info = lapack.spotrf(g, lower=False, overwrite_a=True)
-    if info == 0:
-        c, info = lapack.spotri(c, lower=False, overwrite_c=True)
-    if info != 0:
-        raise RuntimeError(f"Gram matrix not positive definite (lapack {info})")
-    return np.triu(c) + np.triu(c, 1).T
-
-
 def ridge_zero_diag(x: sp.csr_matrix, y: sp.csr_matrix, lam: float, own: np.ndarray,
                     gram: sp.spmatrix | None = None, cross: sp.spmatrix | None = None) -> np.ndarray:
     """argmin ||Y - X B||^2 + lam ||B||^2 with B[own[j], j] = 0 (input column own[j] is output
     j's own item; -1: none). gram/cross replace X'X and X'Y (a weighted mix of two problems)."""
     g = (x.T @ x if gram is None else gram).toarray().astype(np.float32)
     g[np.diag_indices_from(g)] += lam
-    p = inverse(g)
+    p = spd_inverse(g)
     b = p @ (x.T @ y if cross is None else cross).toarray().astype(np.float32)
     cols = np.flatnonzero(own >= 0)
     rows = own[cols]

@@ -152,6 +152,19 @@ def tune_on_validation(split: Split, grid, scorer) -> float:
     return best[1]
 
 
+def spd_inverse(g: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix through Cholesky (overwrites g): the
+    cubic step of EASE and of every closed form built like it."""
+    from scipy.linalg import lapack
+
+    c, info = lapack.spotrf(g, lower=False, overwrite_a=True)
+    if info == 0:
+        c, info = lapack.spotri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise InvalidInput(f"EASE: the Gram matrix is not positive definite (lapack info {info})")
+    return np.triu(c) + np.triu(c, 1).T
+
+
 class EASERec:
     """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P / diag(P), P = (X'X + lI)^-1."""
 
@@ -166,8 +179,6 @@ class EASERec:
         """(active items, B over them). Items nobody liked have an all-zero Gram column, so
         their B row/column is exactly zero: leaving them out changes no score and shrinks the
         cubic inversion. The inverse goes through Cholesky (the Gram matrix is SPD)."""
-        from scipy.linalg import lapack
-
         active = np.flatnonzero(x.getnnz(axis=0) > 0)
         if active.size > EASE_MAX_ITEMS:
             raise InvalidInput(f"EASE needs an {active.size}x{active.size} matrix: too many items "
@@ -175,12 +186,7 @@ class EASERec:
         xa = x[:, active]
         g = (xa.T @ xa).toarray().astype(np.float32)
         g[np.diag_indices_from(g)] += lam
-        c, info = lapack.spotrf(g, lower=False, overwrite_a=True)
-        if info == 0:
-            c, info = lapack.spotri(c, lower=False, overwrite_c=True)
-        if info != 0:
-            raise InvalidInput(f"EASE: the Gram matrix is not positive definite (lapack info {info})")
-        p = np.triu(c) + np.triu(c, 1).T
+        p = spd_inverse(g)
         b = -p / np.diag(p)
         b[np.diag_indices_from(b)] = 0.0
         return active, b

@@ -377,9 +377,8 @@ class ServiceState:
 
 
 def text_array(values: Iterable[str | None]) -> str:
-    """A PostgreSQL array literal of text (None: NULL), sent as one string and cast in SQL. COPY
-    writes it as one field; psycopg's list dumper spent more time per served list than the rest
-    of the log."""
+    """A PostgreSQL array literal of text (None: NULL): one COPY field, or one parameter cast in
+    SQL, instead of a list psycopg dumps element by element in Python."""
     return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
                           for v in values) + "}"
 
