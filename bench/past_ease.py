@@ -1,7 +1,7 @@
 """What was tried to get past EASE on ml-latest-small (issue: NDCG@10 >= 1.05x EASE), each
 variant scored the honest way and the hopeful way.
 
-    python bench/past_ease.py                 # every family (about 6 minutes on 2 cores)
+    python bench/past_ease.py                 # every family (about 20 minutes on 2 cores)
     python bench/past_ease.py --only ease,dae
 
 Same data and split as bench/quality.py (temporal-user, 20%). For every family the
@@ -18,9 +18,18 @@ diagonal where an item could predict itself):
 - nopes_target: the targets are likes - gamma * nopes (learn to rank below what users nope).
 - transitions: SLIST's mix (Choi et al., WWW 2021): alpha * (reconstruct the likes) +
   (1 - alpha) * (predict a user's later likes from their earlier ones, cut at 30/50/70/90%).
+- edlae: EASE with Steck's (2020) dropout emphasis, lambda_i = lambda + p/(1-p) G_ii, with and
+  without the zero diagonal (without: the denoising linear autoencoder, DLAE).
+- rp3: EASE plus c times RP3beta (Paudel et al. 2017; a random-walk item-item matrix with popular
+  items damped by popularity^beta), scaled to EASE's norm.
+- popularity_cols: EASE's columns times popularity^-g (g > 0 favours the long tail).
+- recent_popularity: EASE plus beta * log(1 + likes of the video in the `w` days before the
+  user's own last fitted decision), from fitted rows only (nothing after that moment).
 - dae: EASE plus c times a Mult-DAE (Liang et al. 2018; 600 tanh units, input dropout 0.5,
-  multinomial likelihood), epoch and c (0 included) chosen on validation, three seeds. Not
-  linear in the history: served, the user vector would need the ONNX user tower.
+  multinomial likelihood), epoch and c (0 included) chosen on validation, three seeds, each
+  alone and their average (one shared epoch and c). Not linear in the history: its user side
+  is tanh(sum of W1 rows / sqrt(n) + b1), which the ONNX user tower (or SQL, element by
+  element) would compute after the sum.
 
 Writes bench/results/past_ease.json (untracked).
 """
@@ -47,6 +56,8 @@ from twotower.evaluate.splits import Split  # noqa: E402
 from twotower.metrics import ranking_metrics, top_k  # noqa: E402
 
 LAMBDAS = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
+FAMILIES = ("nopes_input", "nopes_target", "transitions", "edlae", "rp3", "popularity_cols",
+            "recent_popularity", "dae")
 
 
 # ------------------------------------------------------------------ scoring on one part
@@ -139,6 +150,66 @@ def fit_transitions(split: Split, part: str, lam: float, alpha: float,
     return linear_scorer(likes, items, items, b, split.n_items)
 
 
+def fit_edlae(split: Split, part: str, lam: float, p: float, zero_diag: bool):
+    """Emphasised denoising (Steck 2020): the ridge on item j grows with its count, as dropout
+    with rate p would make it; zero_diag False is the plain DLAE, B = (G + L)^-1 G."""
+    x = split.matrix(part)
+    items = np.flatnonzero(x.getnnz(axis=0) > 0)
+    g = (x[:, items].T @ x[:, items]).toarray().astype(np.float32)
+    g_reg = g.copy()
+    g_reg[np.diag_indices_from(g_reg)] += lam + p / (1 - p) * np.diag(g)
+    inv = spd_inverse(g_reg)
+    if zero_diag:  # EASE's constrained solution, with the per-item ridge
+        b = -inv / np.diag(inv)[None, :]
+        b[np.diag_indices_from(b)] = 0.0
+    else:
+        b = inv @ g
+    return linear_scorer(x, items, items, b, split.n_items)
+
+
+def fit_rp3(split: Split, part: str, lam: float, beta: float, c: float):
+    """EASE + c * RP3beta, the walk matrix scaled to EASE's Frobenius norm."""
+    x = split.matrix(part)
+    items, ease = EASERec.weights(x, lam)
+    xa = x[:, items]
+    du, di = np.asarray(xa.sum(1)).ravel(), np.asarray(xa.sum(0)).ravel()
+    walk = ((sp.diags(1 / di) @ xa.T) @ (sp.diags(1 / np.maximum(du, 1)) @ xa)).toarray()
+    walk /= di[None, :] ** beta
+    np.fill_diagonal(walk, 0.0)
+    b = ease + c * (np.linalg.norm(ease) / np.linalg.norm(walk)) * walk.astype(np.float32)
+    return linear_scorer(x, items, items, b, split.n_items)
+
+
+def fit_popularity_cols(split: Split, part: str, lam: float, g: float):
+    x = split.matrix(part)
+    items, ease = EASERec.weights(x, lam)
+    pop = np.asarray(x[:, items].sum(0)).ravel()
+    return linear_scorer(x, items, items, ease * (pop ** -g)[None, :].astype(np.float32), split.n_items)
+
+
+def fit_recent_popularity(split: Split, part: str, lam: float, days: int, beta: float):
+    """EASE + beta log(1 + the video's likes in the `days` days before the user's last decision
+    in `part`), counted over `part`'s likes of every user, whole days before that day only."""
+    ease = fit_ease(split, part, lam)
+    d = getattr(split, part)
+    likes = d.filter(pl.col("like"))
+    day = (likes["ts"].dt.epoch("d")).to_numpy()
+    first = int(day.min())
+    n_days = int(day.max()) - first + 2
+    per_day = sp.csr_matrix((np.ones(day.size, np.float32), (day - first, likes["i"].to_numpy())),
+                            shape=(n_days, split.n_items)).toarray()
+    cum = np.vstack([np.zeros((1, split.n_items), np.float32), per_day.cumsum(0)])  # likes before day t
+    last = d.group_by("u").agg(pl.col("ts").max().dt.epoch("d"))
+    until = np.zeros(split.n_users, np.int64)
+    until[last["u"].to_numpy()] = np.clip(last["ts"].to_numpy() - first, 0, n_days)
+
+    def scores(users: np.ndarray) -> np.ndarray:
+        hi = until[users]
+        recent = cum[hi] - cum[np.maximum(hi - days, 0)]
+        return ease(users) + beta * np.log1p(recent)
+    return scores
+
+
 def dae_trajectory(split: Split, part: str, seed: int, epochs: int, hidden: int = 600,
                    dropout: float = 0.5):
     """Train a Mult-DAE on `part`'s likes; yield (epoch, scores function) after every epoch."""
@@ -188,39 +259,65 @@ def grid_family(split: Split, fit, grid: list[tuple]) -> dict:
             "grid": [{"params": list(g), "val": val[g], "test": test[g]} for g in grid]}
 
 
-def dae_at(split: Split, part: str, seed: int, epoch: int):
-    """The Mult-DAE after `epoch` epochs (the same seed replays the same run)."""
-    scores = None
-    for _, f in dae_trajectory(split, part, seed, epoch):
-        scores = f
-    return scores
+def frozen(users: np.ndarray, scores: np.ndarray):
+    """A scores function over a fixed matrix of rows, one per user in `users` (a DAE's scores
+    taken at one epoch, before training moves on)."""
+    at = {int(u): k for k, u in enumerate(users)}
+    return lambda us: scores[[at[int(u)] for u in us]]
 
 
-def dae_family(split: Split, lam: float, seeds=(0, 1, 2), epochs: int = 40,
+def part_users(split: Split, part: str) -> np.ndarray:
+    return np.flatnonzero(split.matrix(part).getnnz(axis=1) > 0)
+
+
+def dae_family(split: Split, lam: float, seeds=(0, 1, 2), epochs: int = 40, first: int = 15,
                weights=(0.0, 0.05, 0.1, 0.2)) -> dict:
+    """Each seed alone (its own epoch and c on val), and the seeds' average (one epoch and c)."""
     ease_fit, ease_train = fit_ease(split, "fit", lam), fit_ease(split, "train", lam)
-    runs = []
+    vu, tu = part_users(split, "val"), part_users(split, "test")
+    val_ease = frozen(vu, ease_fit(vu))
+    per_epoch: dict[int, list[np.ndarray]] = {}  # epoch -> each seed's val scores
+    chosen = []
     for seed in seeds:
         best = (-1.0, 0, 0.0)
         for epoch, dae in dae_trajectory(split, "fit", seed, epochs):
+            if epoch < first:
+                continue
+            d = dae(vu)
+            per_epoch.setdefault(epoch, []).append(d)
             for c in weights:
-                v = ndcg(split, "val", lambda u, c=c, dae=dae: ease_fit(u) + c * dae(u))
+                v = ndcg(split, "val", lambda u, c=c, d=d: val_ease(u) + c * frozen(vu, d)(u))
                 best = max(best, (v, epoch, c))
-        v, epoch, c = best
-        dae = dae_at(split, "train", seed, epoch)
-        test = ndcg(split, "test", lambda u, c=c, dae=dae: ease_train(u) + c * dae(u))
+        chosen.append(best)
+    avg_best = max((ndcg(split, "val", lambda u, c=c, m=np.mean(ds, 0): val_ease(u) + c * frozen(vu, m)(u)), e, c)
+                   for e, ds in per_epoch.items() for c in weights)
+    per_epoch.clear()
+    test_ease = frozen(tu, ease_train(tu))
+    runs, averaged = [], []
+    for seed, (v, epoch, c) in zip(seeds, chosen, strict=True):
+        for e, dae in dae_trajectory(split, "train", seed, max(epoch, avg_best[1])):
+            if e == epoch:
+                d = dae(tu)
+                test = ndcg(split, "test", lambda u, c=c, d=d: test_ease(u) + c * frozen(tu, d)(u))
+            if e == avg_best[1]:
+                averaged.append(dae(tu))
         runs.append({"seed": seed, "epoch": epoch, "weight": c, "val": v, "test": test})
         print(f"  dae seed {seed}: epoch {epoch}, weight {c}, val {v:.4f}, test {test:.4f}", flush=True)
+    v, epoch, c = avg_best
+    mean = np.mean(averaged, 0)
+    avg_test = ndcg(split, "test", lambda u: test_ease(u) + c * frozen(tu, mean)(u))
+    print(f"  dae average of {len(seeds)}: epoch {epoch}, weight {c}, val {v:.4f}, test {avg_test:.4f}", flush=True)
     tests = [r["test"] for r in runs]
-    return {"runs": runs, "test": float(np.mean(tests)), "test_min": min(tests), "test_max": max(tests)}
+    return {"runs": runs, "test": float(np.mean(tests)), "test_min": min(tests), "test_max": max(tests),
+            "average": {"epoch": epoch, "weight": c, "val": v, "test": avg_test}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", help="comma-separated families: ease,nopes_input,nopes_target,transitions,dae")
+    ap.add_argument("--only", help=f"comma-separated families: ease,{','.join(FAMILIES)}")
     ap.add_argument("--data", default=str(MOVIELENS))
     a = ap.parse_args()
-    families = (a.only or "ease,nopes_input,nopes_target,transitions,dae").split(",")
+    families = a.only.split(",") if a.only else list(FAMILIES)
     t0 = time.perf_counter()
     s, frames = import_movielens("past-ease", a.data)
     shutil.rmtree(s.home, ignore_errors=True)
@@ -236,7 +333,12 @@ def main() -> None:
     # may also say "do not use it".
     grids = {"nopes_input": (fit_nopes_input, [(lam, x) for x in (0.0, 0.1, 0.25, 0.5)]),
              "nopes_target": (fit_nopes_target, [(lam, x) for x in (0.0, 0.25, 0.5, 1.0)]),
-             "transitions": (fit_transitions, [(lam, x) for x in (0.5, 0.7, 0.9, 1.0)])}
+             "transitions": (fit_transitions, [(lam, x) for x in (0.5, 0.7, 0.9, 1.0)]),
+             "edlae": (fit_edlae, [(x, p, z) for x in (lam / 2, lam) for p in (0.0, 0.1, 0.25) for z in (True, False)]),
+             "rp3": (fit_rp3, [(lam, b, c) for b in (0.5, 0.7) for c in (0.0, 0.25, 0.5)]),
+             "popularity_cols": (fit_popularity_cols, [(lam, g) for g in (-0.1, 0.0, 0.1, 0.2)]),
+             "recent_popularity": (fit_recent_popularity,
+                                   [(lam, d, b) for d in (7, 30, 365) for b in (0.0, 0.01, 0.02)])}
     for name, (fit, grid) in grids.items():
         if name in families:
             out[name] = grid_family(split, fit, grid)
@@ -247,7 +349,8 @@ def main() -> None:
         out["dae"] = dae_family(split, lam)
         r = out["dae"]
         print(f"dae: test mean {r['test']:.4f} = {r['test'] / ease['test']:.3f}x EASE "
-              f"(seeds {r['test_min']:.4f}..{r['test_max']:.4f})", flush=True)
+              f"(seeds {r['test_min']:.4f}..{r['test_max']:.4f}); their average "
+              f"{r['average']['test'] / ease['test']:.3f}x", flush=True)
     out["_meta"] = {"split": split.describe(), "machine": machine(), "commit": git_commit(),
                     "wall_seconds": round(time.perf_counter() - t0, 1)}
     print("\n| family | chosen on val | test NDCG@10 | x EASE | oracle over the grid |")
@@ -258,6 +361,9 @@ def main() -> None:
         if name == "dae":
             print(f"| dae (3 seeds) | per seed | {r['test']:.4f} ({r['test_min']:.4f}-{r['test_max']:.4f}) | "
                   f"{r['test'] / ease['test']:.3f} | - |")
+            m = r["average"]
+            print(f"| dae (average of the 3) | epoch {m['epoch']}, c {m['weight']} | {m['test']:.4f} | "
+                  f"{m['test'] / ease['test']:.3f} | - |")
         else:
             print(f"| {name} | {r['chosen']} | {r['test']:.4f} | {r['test'] / ease['test']:.3f} | "
                   f"{r['oracle_test']:.4f} at {r['oracle']} |")
