@@ -23,6 +23,10 @@ diagonal where an item could predict itself):
 - rp3: EASE plus c times RP3beta (Paudel et al. 2017; a random-walk item-item matrix with popular
   items damped by popularity^beta), scaled to EASE's norm.
 - popularity_cols: EASE's columns times popularity^-g (g > 0 favours the long tail).
+- side_info: EASE over the likes plus one pseudo-user per tag (genres and user tags attached
+  before the fitted part's last decision, used on 3+ videos) and per 5-year release period,
+  weighted a and b (collective closed forms, Jeunen et al. 2020): content shapes B, and B is
+  still applied to the likes alone.
 - recent_popularity: EASE plus beta * log(1 + likes of the video in the `w` days before the
   user's own last fitted decision), from fitted rows only (nothing after that moment).
 - dae: EASE plus c times a Mult-DAE (Liang et al. 2018; 600 tanh units, input dropout 0.5,
@@ -50,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MOVIELENS, git_commit, import_movielens, machine, write_json  # noqa: E402
 
 from twotower.config import load_config  # noqa: E402
+from twotower.data.load import Frames  # noqa: E402
 from twotower.evaluate import Catalog, make_split  # noqa: E402
 from twotower.evaluate.baselines import EASERec, spd_inverse  # noqa: E402
 from twotower.evaluate.splits import Split  # noqa: E402
@@ -57,7 +62,7 @@ from twotower.metrics import ranking_metrics, top_k  # noqa: E402
 
 LAMBDAS = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
 FAMILIES = ("nopes_input", "nopes_target", "transitions", "edlae", "rp3", "popularity_cols",
-            "recent_popularity", "dae")
+            "side_info", "recent_popularity", "dae")
 
 
 # ------------------------------------------------------------------ scoring on one part
@@ -185,6 +190,31 @@ def fit_popularity_cols(split: Split, part: str, lam: float, g: float):
     items, ease = EASERec.weights(x, lam)
     pop = np.asarray(x[:, items].sum(0)).ravel()
     return linear_scorer(x, items, items, ease * (pop ** -g)[None, :].astype(np.float32), split.n_items)
+
+
+def side_info_fitter(frames: Frames, catalog: Catalog):
+    """fit(split, part, lam, a, b) for the side_info family (tags as of the part's last decision)."""
+    index = {v: k for k, v in enumerate(catalog.item_ids)}
+    n = catalog.n_items
+    released = frames.videos.select(pl.col("id").replace_strict(index, return_dtype=pl.Int64).alias("i"),
+                                    (pl.col("product_released_at").dt.year() // 5).alias("period")).drop_nulls()
+    periods = released["period"].rank("dense").cast(pl.Int64).to_numpy() - 1
+    by_period = sp.csr_matrix((np.ones(periods.size, np.float32), (periods, released["i"].to_numpy())),
+                              shape=(int(periods.max()) + 1, n))
+
+    def tags(part_split: Split, part: str) -> sp.csr_matrix:
+        t = (frames.as_of(part_split.feature_time(part)).tags.unique(["video_id", "tag_name"])
+             .filter(pl.len().over("tag_name") >= 3))
+        rows = t["tag_name"].rank("dense").cast(pl.Int64).to_numpy() - 1
+        cols = t["video_id"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+        return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(int(rows.max()) + 1, n))
+
+    def fit(split: Split, part: str, lam: float, a: float, b: float):
+        likes = split.matrix(part)
+        items = np.flatnonzero(likes.getnnz(axis=0) > 0)
+        x = sp.vstack([likes, a * tags(split, part), b * by_period]).tocsr()[:, items]
+        return linear_scorer(likes, items, items, ridge_zero_diag(x, x, lam, np.arange(items.size)), n)
+    return fit
 
 
 def fit_recent_popularity(split: Split, part: str, lam: float, days: int, beta: float):
@@ -322,7 +352,8 @@ def main() -> None:
     s, frames = import_movielens("past-ease", a.data)
     shutil.rmtree(s.home, ignore_errors=True)
     cfg = load_config()
-    split = make_split(Catalog.from_frames(frames), "temporal-user", 0.2, cfg.training.train_val_split,
+    catalog = Catalog.from_frames(frames)
+    split = make_split(catalog, "temporal-user", 0.2, cfg.training.train_val_split,
                        cfg.training.seed)
     ease = grid_family(split, fit_ease, [(lam,) for lam in LAMBDAS])
     lam = ease["chosen"][0]
@@ -337,6 +368,7 @@ def main() -> None:
              "edlae": (fit_edlae, [(x, p, z) for x in (lam / 2, lam) for p in (0.0, 0.1, 0.25) for z in (True, False)]),
              "rp3": (fit_rp3, [(lam, b, c) for b in (0.5, 0.7) for c in (0.0, 0.25, 0.5)]),
              "popularity_cols": (fit_popularity_cols, [(lam, g) for g in (-0.1, 0.0, 0.1, 0.2)]),
+             "side_info": (side_info_fitter(frames, catalog), [(lam, a, b) for a in (0.0, 1.0, 3.0) for b in (0.0, 1.0)]),
              "recent_popularity": (fit_recent_popularity,
                                    [(lam, d, b) for d in (7, 30, 365) for b in (0.0, 0.01, 0.02)])}
     for name, (fit, grid) in grids.items():
