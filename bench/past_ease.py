@@ -26,7 +26,8 @@ diagonal where an item could predict itself):
 - side_info: EASE over the likes plus one pseudo-user per tag (genres and user tags attached
   before the fitted part's last decision, used on 3+ videos) and per 5-year release period,
   weighted a and b (collective closed forms, Jeunen et al. 2020): content shapes B, and B is
-  still applied to the likes alone.
+  still applied to the likes alone. Also scored as served: B's exact truncated SVD at the
+  two-tower's rank (config/best.yaml embedding_dim), beside plain EASE's at that rank.
 - recent_popularity: EASE plus beta * log(1 + likes of the video in the `w` days before the
   user's own last fitted decision), from fitted rows only (nothing after that moment).
 - dae: EASE plus c times a Mult-DAE (Liang et al. 2018; 600 tanh units, input dropout 0.5,
@@ -48,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import scipy.linalg
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,6 +62,7 @@ from twotower.evaluate.baselines import EASERec, spd_inverse  # noqa: E402
 from twotower.evaluate.splits import Split  # noqa: E402
 from twotower.metrics import ranking_metrics, top_k  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
 FAMILIES = ("nopes_input", "nopes_target", "transitions", "edlae", "rp3", "popularity_cols",
             "side_info", "recent_popularity", "dae")
@@ -209,11 +212,17 @@ def side_info_fitter(frames: Frames, catalog: Catalog):
         cols = t["video_id"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
         return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(int(rows.max()) + 1, n))
 
-    def fit(split: Split, part: str, lam: float, a: float, b: float):
+    def fit(split: Split, part: str, lam: float, a: float, b: float, rank: int = 0):
+        """rank > 0: B's exact truncated SVD of that rank, as a two-tower serves it (W = U S^.5,
+        V = V S^.5, the user vector a sum of W rows)."""
         likes = split.matrix(part)
         items = np.flatnonzero(likes.getnnz(axis=0) > 0)
         x = sp.vstack([likes, a * tags(split, part), b * by_period]).tocsr()[:, items]
-        return linear_scorer(likes, items, items, ridge_zero_diag(x, x, lam, np.arange(items.size)), n)
+        b_ = ridge_zero_diag(x, x, lam, np.arange(items.size))
+        if rank:
+            u, sv, vt = scipy.linalg.svd(b_, full_matrices=False, lapack_driver="gesdd")
+            b_ = (u[:, :rank] * sv[:rank]) @ vt[:rank]
+        return linear_scorer(likes, items, items, b_, n)
     return fit
 
 
@@ -377,6 +386,15 @@ def main() -> None:
             r = out[name]
             print(f"{name}: chosen {r['chosen']} test {r['test']:.4f} = {r['test'] / ease['test']:.3f}x EASE "
                   f"(oracle {r['oracle_test']:.4f} at {r['oracle']})", flush=True)
+    if "side_info" in families:  # as served: the two-tower keeps a rank-D truncation of B
+        rank = load_config(ROOT / "config" / "best.yaml").model.embedding_dim
+        fit = grids["side_info"][0]
+        chosen = out["side_info"]["chosen"]
+        out["side_info"]["served"] = served = {
+            "rank": rank, "ease": ndcg(split, "test", fit(split, "train", lam, 0.0, 0.0, rank)),
+            "chosen": ndcg(split, "test", fit(split, "train", *chosen, rank))}
+        print(f"side_info at rank {rank} (as served): EASE's B {served['ease']:.4f}, the chosen "
+              f"{served['chosen']:.4f}", flush=True)
     if "dae" in families:
         out["dae"] = dae_family(split, lam)
         r = out["dae"]
