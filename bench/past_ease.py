@@ -86,10 +86,11 @@ def nopes(split: Split, part: str) -> sp.csr_matrix:
                          shape=(split.n_users, split.n_items))
 
 
-def ridge_zero_diag(x: sp.csr_matrix, y: sp.csr_matrix, lam: float, own: np.ndarray,
+def ridge_zero_diag(x: sp.csr_matrix, y: sp.csr_matrix, lam: float | np.ndarray, own: np.ndarray,
                     gram: sp.spmatrix | None = None, cross: sp.spmatrix | None = None) -> np.ndarray:
     """argmin ||Y - X B||^2 + lam ||B||^2 with B[own[j], j] = 0 (input column own[j] is output
-    j's own item; -1: none). gram/cross replace X'X and X'Y (a weighted mix of two problems)."""
+    j's own item; -1: none). lam may be one ridge per input column. gram/cross replace X'X and
+    X'Y (a weighted mix of two problems)."""
     g = (x.T @ x if gram is None else gram).toarray().astype(np.float32)
     g[np.diag_indices_from(g)] += lam
     p = spd_inverse(g)
@@ -163,15 +164,9 @@ def fit_edlae(split: Split, part: str, lam: float, p: float, zero_diag: bool):
     with rate p would make it; zero_diag False is the plain DLAE, B = (G + L)^-1 G."""
     x = split.matrix(part)
     items = np.flatnonzero(x.getnnz(axis=0) > 0)
-    g = (x[:, items].T @ x[:, items]).toarray().astype(np.float32)
-    g_reg = g.copy()
-    g_reg[np.diag_indices_from(g_reg)] += lam + p / (1 - p) * np.diag(g)
-    inv = spd_inverse(g_reg)
-    if zero_diag:  # EASE's constrained solution, with the per-item ridge
-        b = -inv / np.diag(inv)[None, :]
-        b[np.diag_indices_from(b)] = 0.0
-    else:
-        b = inv @ g
+    counts = x.getnnz(axis=0)[items]  # the Gram matrix's diagonal (likes are 0/1)
+    own = np.arange(items.size) if zero_diag else np.full(items.size, -1)
+    b = ridge_zero_diag(x[:, items], x[:, items], lam + p / (1 - p) * counts, own)
     return linear_scorer(x, items, items, b, split.n_items)
 
 
