@@ -60,7 +60,7 @@ from twotower.data.load import Frames  # noqa: E402
 from twotower.evaluate import Catalog, make_split  # noqa: E402
 from twotower.evaluate.baselines import EASERec, spd_inverse  # noqa: E402
 from twotower.evaluate.splits import Split  # noqa: E402
-from twotower.metrics import ranking_metrics, top_k  # noqa: E402
+from twotower.metrics import paired_ratio_ci, per_user_metrics, top_k  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
@@ -70,14 +70,19 @@ FAMILIES = ("nopes_input", "nopes_target", "transitions", "edlae", "rp3", "popul
 
 # ------------------------------------------------------------------ scoring on one part
 
-def ndcg(split: Split, part: str, scores_of) -> float:
-    """NDCG@10 of `part` likes (val or test), ranking all videos not decided in the fitted part."""
+def ndcg_users(split: Split, part: str, scores_of) -> np.ndarray:
+    """Per-user NDCG@10 of `part` likes (val or test), ranking all videos not decided in the
+    fitted part; users in index order (the same for every family, so they can be paired)."""
     fitted = "fit" if part == "val" else "train"
     rel, decided = split.matrix(part), split.matrix(fitted, likes_only=False)
     users = np.flatnonzero(rel.getnnz(axis=1) > 0)
     tops = [top_k(scores_of(users[s:s + 512]), 10, decided[users[s:s + 512]])
             for s in range(0, users.size, 512)]
-    return ranking_metrics(np.concatenate(tops), rel[users], [10])["ndcg@10"]
+    return per_user_metrics(np.concatenate(tops), rel[users], [10])["ndcg@10"]
+
+
+def ndcg(split: Split, part: str, scores_of) -> float:
+    return float(ndcg_users(split, part, scores_of).mean())
 
 
 def nopes(split: Split, part: str) -> sp.csr_matrix:
@@ -285,12 +290,20 @@ def dae_trajectory(split: Split, part: str, seed: int, epochs: int, hidden: int 
 def grid_family(split: Split, fit, grid: list[tuple]) -> dict:
     """Choose on val, refit on train; the oracle is the best test score over the grid."""
     val = {g: ndcg(split, "val", fit(split, "fit", *g)) for g in grid}
-    test = {g: ndcg(split, "test", fit(split, "train", *g)) for g in grid}
+    per_user = {g: ndcg_users(split, "test", fit(split, "train", *g)) for g in grid}
+    test = {g: float(v.mean()) for g, v in per_user.items()}
     chosen = max(grid, key=lambda g: val[g])
     best = max(grid, key=lambda g: test[g])
     return {"chosen": list(chosen), "val": val[chosen], "test": test[chosen],
             "oracle": list(best), "oracle_test": test[best],
-            "grid": [{"params": list(g), "val": val[g], "test": test[g]} for g in grid]}
+            "grid": [{"params": list(g), "val": val[g], "test": test[g]} for g in grid],
+            "per_user": per_user[chosen]}  # popped before writing: for the paired intervals
+
+
+def interval(a: np.ndarray, b: np.ndarray) -> dict:
+    c = paired_ratio_ci(a, b)
+    return {"ratio": round(c.ratio, 4), "ci95": [round(c.low, 4), round(c.high, 4)],
+            "text": f"{c.ratio:.3f} ({c.low:.3f}-{c.high:.3f})"}
 
 
 def frozen(users: np.ndarray, scores: np.ndarray):
@@ -332,18 +345,20 @@ def dae_family(split: Split, lam: float, seeds=(0, 1, 2), epochs: int = 40, firs
         for e, dae in dae_trajectory(split, "train", seed, max(epoch, avg_best[1])):
             if e == epoch:
                 d = dae(tu)
-                test = ndcg(split, "test", lambda u, c=c, d=d: test_ease(u) + c * frozen(tu, d)(u))
+                seed_users = ndcg_users(split, "test", lambda u, c=c, d=d: test_ease(u) + c * frozen(tu, d)(u))
+                test = float(seed_users.mean())
             if e == avg_best[1]:
                 averaged.append(dae(tu))
-        runs.append({"seed": seed, "epoch": epoch, "weight": c, "val": v, "test": test})
+        runs.append({"seed": seed, "epoch": epoch, "weight": c, "val": v, "test": test, "per_user": seed_users})
         print(f"  dae seed {seed}: epoch {epoch}, weight {c}, val {v:.4f}, test {test:.4f}", flush=True)
     v, epoch, c = avg_best
     mean = np.mean(averaged, 0)
-    avg_test = ndcg(split, "test", lambda u: test_ease(u) + c * frozen(tu, mean)(u))
+    avg_users = ndcg_users(split, "test", lambda u: test_ease(u) + c * frozen(tu, mean)(u))
+    avg_test = float(avg_users.mean())
     print(f"  dae average of {len(seeds)}: epoch {epoch}, weight {c}, val {v:.4f}, test {avg_test:.4f}", flush=True)
     tests = [r["test"] for r in runs]
     return {"runs": runs, "test": float(np.mean(tests)), "test_min": min(tests), "test_max": max(tests),
-            "average": {"epoch": epoch, "weight": c, "val": v, "test": avg_test}}
+            "average": {"epoch": epoch, "weight": c, "val": v, "test": avg_test, "per_user": avg_users}}
 
 
 def main() -> None:
@@ -385,32 +400,48 @@ def main() -> None:
         rank = load_config(ROOT / "config" / "best.yaml").model.embedding_dim
         fit = grids["side_info"][0]
         chosen = out["side_info"]["chosen"]
+        e_users = ndcg_users(split, "test", fit(split, "train", lam, 0.0, 0.0, rank))
+        c_users = ndcg_users(split, "test", fit(split, "train", *chosen, rank))
         out["side_info"]["served"] = served = {
-            "rank": rank, "ease": ndcg(split, "test", fit(split, "train", lam, 0.0, 0.0, rank)),
-            "chosen": ndcg(split, "test", fit(split, "train", *chosen, rank))}
-        print(f"side_info at rank {rank} (as served): EASE's B {served['ease']:.4f}, the chosen "
-              f"{served['chosen']:.4f}", flush=True)
+            "rank": rank, "ease": float(e_users.mean()), "chosen": float(c_users.mean()),
+            "ease_vs_full": interval(e_users, ease["per_user"]),
+            "chosen_vs_full": interval(c_users, ease["per_user"])}
+        print(f"side_info at rank {rank} (as served): EASE's B {served['ease']:.4f} "
+              f"({served['ease_vs_full']['text']} full EASE), the chosen {served['chosen']:.4f} "
+              f"({served['chosen_vs_full']['text']})", flush=True)
     if "dae" in families:
         out["dae"] = dae_family(split, lam)
         r = out["dae"]
         print(f"dae: test mean {r['test']:.4f} = {r['test'] / ease['test']:.3f}x EASE "
               f"(seeds {r['test_min']:.4f}..{r['test_max']:.4f}); their average "
               f"{r['average']['test'] / ease['test']:.3f}x", flush=True)
+    # x EASE with a 95% paired bootstrap interval over the test users: what this split can tell apart
+    base = ease["per_user"]
+    for name, r in out.items():
+        if name == "dae":
+            for run in r["runs"]:
+                run["vs_ease"] = interval(run.pop("per_user"), base)
+            r["average"]["vs_ease"] = interval(r["average"].pop("per_user"), base)
+        elif name != "ease":
+            r["vs_ease"] = interval(r.pop("per_user"), base)
+    ease.pop("per_user")
     out["_meta"] = {"split": split.describe(), "machine": machine(), "commit": git_commit(),
                     "wall_seconds": round(time.perf_counter() - t0, 1)}
-    print("\n| family | chosen on val | test NDCG@10 | x EASE | oracle over the grid |")
+    print("\n| family | chosen on val | test NDCG@10 | x EASE (95% CI) | oracle over the grid |")
     print("|---|---|---|---|---|")
     for name, r in out.items():
         if name == "_meta":
             continue
         if name == "dae":
             print(f"| dae (3 seeds) | per seed | {r['test']:.4f} ({r['test_min']:.4f}-{r['test_max']:.4f}) | "
-                  f"{r['test'] / ease['test']:.3f} | - |")
+                  f"{r['test'] / ease['test']:.3f} (seeds: "
+                  + ", ".join(x["vs_ease"]["text"] for x in r["runs"]) + ") | - |")
             m = r["average"]
             print(f"| dae (average of the 3) | epoch {m['epoch']}, c {m['weight']} | {m['test']:.4f} | "
-                  f"{m['test'] / ease['test']:.3f} | - |")
+                  f"{m['vs_ease']['text']} | - |")
         else:
-            print(f"| {name} | {r['chosen']} | {r['test']:.4f} | {r['test'] / ease['test']:.3f} | "
+            ci = r["vs_ease"]["text"] if "vs_ease" in r else "1.000"
+            print(f"| {name} | {r['chosen']} | {r['test']:.4f} | {ci} | "
                   f"{r['oracle_test']:.4f} at {r['oracle']} |")
     print(f"\nwall time {out['_meta']['wall_seconds']} s")
     write_json("past_ease", out)

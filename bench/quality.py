@@ -22,7 +22,7 @@ from _common import MOVIELENS, git_commit, import_movielens, machine, write_json
 from twotower.config import Settings, load_config  # noqa: E402
 from twotower.evaluate import Catalog, build_context, evaluate_recommender, make_split  # noqa: E402
 from twotower.evaluate.baselines import BASELINES  # noqa: E402
-from twotower.evaluate.report import markdown_table, targets_table  # noqa: E402
+from twotower.evaluate.report import comparison_table, comparisons, markdown_table, targets_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_TOWER = {  # name -> config file (trained by twotower.train on the split's fit/val)
@@ -71,9 +71,11 @@ def main() -> None:
                   flush=True)
         tables[split_name] = results
         key = "" if split_name == "temporal-user" else f"@{split_name}"
+        vs = comparisons(results)  # x EASE (new-items: x popularity) with a paired bootstrap CI
         for r in results:
             out[r.name + key] = {k: round(r.metrics[k], 5) for k in KEYS if k in r.metrics} | {
-                "fit_seconds": round(r.fit_seconds, 1), "segments": r.segments, **r.info}
+                "fit_seconds": round(r.fit_seconds, 1), "segments": r.segments, **r.info} | (
+                {"vs_reference": vs[r.name]} if r.name in vs else {})
         out.setdefault("_meta", {})[split_name] = split.describe()
     shutil.rmtree(home, ignore_errors=True)
     out["_meta"] |= {"data": a.data, "machine": machine(), "commit": git_commit(),
@@ -81,6 +83,7 @@ def main() -> None:
     for split_name, results in tables.items():
         print(f"\n### {split_name}\n")
         print(markdown_table(results))
+        print("\n" + comparison_table(results))
     print("\n### seed targets (temporal-user)\n")
     print(targets_table(tables["temporal-user"]))
     print(f"\nwall time {out['_meta']['wall_seconds']} s")

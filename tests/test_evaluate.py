@@ -33,6 +33,16 @@ def test_baselines_rank_as_expected_on_synthetic_data(settings, synth_db):
     assert body["meta"]["git_commit"] and body["meta"]["config"]["training"]["epochs"] == 25
     assert set(results[0].segments) >= {"light users", "medium users", "heavy users"}
     assert 0.4 < results[0].metrics["auc"] < 0.6  # random
+    # each model against EASE, user by user, with a paired bootstrap interval
+    vs = {k: v["vs_reference"] for k, v in body["models"].items() if "vs_reference" in v}
+    assert set(vs) == {"random", "popularity", "ials"} and "vs_reference" not in body["models"]["ease"]
+    assert vs["popularity"]["reference"] == "ease"
+    assert vs["popularity"]["users"] == meta["split_info"]["test_users_with_likes"]
+    for name, v in vs.items():
+        assert v["ratio"] == pytest.approx(nd[name] / nd["ease"], abs=1e-4)
+        assert v["ci95"][0] <= v["ratio"] <= v["ci95"][1]
+    assert vs["random"]["ci95"][1] < 1.0  # far below EASE, and the interval says so
+    assert "paired bootstrap" in (out / "report.md").read_text()
 
 
 def test_new_items_split_ranks_only_new_videos(settings, synth_db):

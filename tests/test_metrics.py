@@ -79,3 +79,37 @@ def test_coverage_diversity_novelty():
     pop = np.array([3, 0, 1, 0])
     expected = np.mean(-np.log2((pop[[0, 1, 0, 2]] + 1) / 4))
     assert metrics.novelty(top, pop, 3) == pytest.approx(expected)
+
+
+def test_per_user_metrics_average_to_ranking_metrics():
+    rng = np.random.default_rng(3)
+    y = (rng.random((30, 25)) < 0.2).astype(float)
+    y[:5] = 0  # users without a relevant item are left out of both
+    top = metrics.top_k(rng.random((30, 25)), 10)
+    per_user = metrics.per_user_metrics(top, sp.csr_matrix(y), [5, 10])
+    means = metrics.ranking_metrics(top, sp.csr_matrix(y), [5, 10])
+    assert set(per_user) == set(means)
+    assert all(v.shape == (int((y.sum(axis=1) > 0).sum()),) for v in per_user.values())
+    assert all(per_user[k].mean() == pytest.approx(means[k]) for k in means)
+
+
+def test_paired_ratio_ci_covers_the_ratio_and_shrinks_with_users():
+    rng = np.random.default_rng(4)
+    base = rng.random(2000)
+    better = base * 1.10 + rng.normal(0, 0.05, base.size)  # 10% better, user by user
+    small = metrics.paired_ratio_ci(better[:100], base[:100], seed=1)
+    large = metrics.paired_ratio_ci(better, base, seed=1)
+    assert small.low < small.ratio < small.high and large.low < large.ratio < large.high
+    assert large.ratio == pytest.approx(better.mean() / base.mean())
+    assert large.low > 1.05 and large.high < 1.15  # 2000 users tell 10% apart
+    assert large.high - large.low < small.high - small.low
+    assert metrics.paired_ratio_ci(better, base, seed=1) == large  # seeded: the same interval
+    same = metrics.paired_ratio_ci(base, base)
+    assert same.ratio == same.low == same.high == pytest.approx(1.0)  # paired: no noise against itself
+    assert "95% CI" in str(large)
+
+
+def test_paired_ratio_ci_rejects_unpaired_arrays_and_a_zero_reference():
+    with pytest.raises(ValueError, match="one length"):
+        metrics.paired_ratio_ci(np.ones(3), np.ones(4))
+    assert np.isnan(metrics.paired_ratio_ci(np.ones(3), np.zeros(3)).ratio)

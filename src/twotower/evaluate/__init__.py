@@ -19,10 +19,13 @@ from twotower.errors import InvalidInput, NotFound
 from twotower.evaluate.baselines import BASELINES, Context, Recommender
 from twotower.evaluate.splits import Catalog, Split, make_split
 from twotower.metrics import (
+    RatioCI,
     auc_per_user,
     catalog_coverage,
     diversity,
     novelty,
+    paired_ratio_ci,
+    per_user_metrics,
     ranking_metrics,
     top_k,
 )
@@ -41,6 +44,18 @@ class ModelResult:
     fit_seconds: float = 0.0
     eval_seconds: float = 0.0
     info: dict = field(default_factory=dict)
+    # one value per evaluated user (the split's users with a test like, in index order), so two
+    # models on the same split can be compared user by user (compare_to)
+    per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+
+    def compare_to(self, other: ModelResult, metric: str = "ndcg@10", seed: int = 0) -> RatioCI | None:
+        """This model's `metric` as a multiple of `other`'s, with a paired bootstrap interval
+        over the users both were scored on; None when either has no per-user values."""
+        if metric not in self.per_user or metric not in other.per_user or \
+                not np.array_equal(self.users, other.users):
+            return None
+        return paired_ratio_ci(self.per_user[metric], other.per_user[metric], seed=seed)
 
 
 def item_tag_matrix(catalog: Catalog, tags: pl.DataFrame) -> sp.csr_matrix:
@@ -107,7 +122,8 @@ def evaluate_recommender(rec: Recommender, ctx: Context, ks: list[int], fit: boo
         auc_scores[lo:hi] = part
     top = np.concatenate(tops) if tops else np.zeros((0, kmax), dtype=np.int64)
     rel = relevant[users]
-    m = ranking_metrics(top, rel, ks)
+    per_user = per_user_metrics(top, rel, ks)
+    m = {k: float(v.mean()) for k, v in per_user.items()}
     n_cat = s.n_items if s.candidates is None else s.candidates.size
     for k in ks:
         m[f"coverage@{k}"] = catalog_coverage(top[:, :k], n_cat)
@@ -121,7 +137,8 @@ def evaluate_recommender(rec: Recommender, ctx: Context, ks: list[int], fit: boo
     m["users_skipped_no_test_like"] = int(len(np.unique(tu)) - len(users))
     segments = _segments(top, rel, users, s, ks)
     info = {k: v for k, v in getattr(rec, "info", {}).items() if k != "history"}
-    return ModelResult(rec.name, m, segments, t1 - t0, time.perf_counter() - t1, info)
+    return ModelResult(rec.name, m, segments, t1 - t0, time.perf_counter() - t1, info,
+                       {k: v for k, v in per_user.items() if k.startswith("ndcg@")}, users)
 
 
 def _segments(top: np.ndarray, rel: sp.csr_matrix, users: np.ndarray, s: Split,

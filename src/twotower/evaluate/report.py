@@ -31,6 +31,39 @@ def markdown_table(results: list[ModelResult], columns: list[str] = MAIN_COLUMNS
     return "\n".join(lines)
 
 
+REFERENCES = ("ease", "popularity")  # what the others are measured against, the first present
+
+
+def reference_of(results: list[ModelResult]) -> ModelResult | None:
+    by_name = {r.name: r for r in results}
+    return next((by_name[n] for n in REFERENCES if n in by_name), None)
+
+
+def comparisons(results: list[ModelResult], metric: str = "ndcg@10") -> dict[str, dict]:
+    """Each model's `metric` as a multiple of the reference's (EASE, else popularity), with a
+    95% paired bootstrap interval over users: whether a difference is more than this split's noise."""
+    ref = reference_of(results)
+    out: dict[str, dict] = {}
+    for r in results:
+        c = r.compare_to(ref, metric) if ref is not None and r is not ref else None
+        if c is not None:
+            out[r.name] = {"reference": ref.name, "metric": metric, "ratio": round(c.ratio, 4),
+                           "ci95": [round(c.low, 4), round(c.high, 4)], "users": c.users}
+    return out
+
+
+def comparison_table(results: list[ModelResult], metric: str = "ndcg@10") -> str:
+    """Markdown: model | x reference | 95% CI | users; empty when nothing is comparable."""
+    rows = comparisons(results, metric)
+    if not rows:
+        return ""
+    ref = next(iter(rows.values()))["reference"]
+    lines = [f"| model | {metric} x {ref} | 95% CI (paired bootstrap over users) | users |", "|---|---|---|---|"]
+    for name, c in rows.items():
+        lines.append(f"| {name} | {c['ratio']:.3f} | {c['ci95'][0]:.3f}-{c['ci95'][1]:.3f} | {c['users']} |")
+    return "\n".join(lines)
+
+
 def targets_table(results: list[ModelResult]) -> str:
     lines = ["| model | " + " | ".join(f"{k} > {v}" for k, v in SEED_TARGETS.items()) + " |",
              "|---" * (len(SEED_TARGETS) + 1) + "|"]
@@ -49,14 +82,20 @@ def write_report(out_dir: Path, results: list[ModelResult], meta: dict) -> Path:
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "git_commit": git_commit(), "created_at": datetime.now(UTC).isoformat()}
+    vs = comparisons(results)
     body = {"meta": meta, "models": {r.name: {"metrics": r.metrics, "segments": r.segments,
                                               "fit_seconds": r.fit_seconds,
-                                              "eval_seconds": r.eval_seconds, "info": r.info}
+                                              "eval_seconds": r.eval_seconds, "info": r.info,
+                                              **({"vs_reference": vs[r.name]} if r.name in vs else {})}
                                      for r in results}}
     (tmp / "report.json").write_text(json.dumps(body, indent=2, default=str))
     md = [f"# Evaluation report ({meta.get('split')})", "",
           f"- data window: {meta.get('data_window')}", f"- split: {json.dumps(meta.get('split_info'))}",
-          f"- git commit: {meta['git_commit']}", "", markdown_table(results), "",
+          f"- git commit: {meta['git_commit']}", "", markdown_table(results), ""]
+    if vs:
+        md += ["Against the reference, user by user (a ratio whose interval holds 1.000 is within this "
+               "split's noise):", "", comparison_table(results), ""]
+    md += [
           "Seed targets (set for another data set; reported, not tuned for):", "",
           targets_table(results), ""]
     if any(r.segments for r in results):
