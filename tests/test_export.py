@@ -12,16 +12,20 @@ from twotower.model import ModelArgs, TwoTower
 from twotower.train import load_checkpoint
 
 
-@pytest.mark.parametrize("kind", ["hybrid", "mlp"])
+@pytest.mark.parametrize("kind", ["hybrid", "mlp", "hybrid-ensemble"])
 def test_onnx_matches_pytorch(conn, settings, tmp_path, kind):
     load_world(conn)
-    folder = exported(conn, settings, tmp_path, "v-" + kind, kind)
+    ensemble = kind.endswith("-ensemble")  # cold-start vectors: the average of 3 content MLPs
+    kind = kind.removesuffix("-ensemble")
+    folder = exported(conn, settings, tmp_path, "v-" + kind, kind,
+                      extra=["model.content_ensemble=3"] if ensemble else None)
     meta = json.loads((folder / "model_meta.json").read_text())
     st = load_checkpoint(tmp_path / f"ckpt-{kind}" / "best.pt")
     model = TwoTower(ModelArgs(**st["model_args"]))
     model.load_state_dict(st["model_state"])
     model.eval()
     art = load_artifacts(folder)
+    assert meta["model_args"]["content_ensemble"] == (3 if ensemble else 1)
     rng = np.random.default_rng(0)
     for b in (1, 7, 64):  # dynamic batch
         uf = rng.normal(size=(b, meta["user_feature_dim"])).astype(np.float32)

@@ -145,3 +145,26 @@ def test_same_seed_and_threads_give_the_same_model_and_epochs_are_counted(world,
     assert all(torch.equal(sa["model_state"][k], sb["model_state"][k]) for k in sa["model_state"])
     assert a.epochs_run == 2 and sa["info"]["threads"] == 1
     assert torch.get_num_threads() == 1
+
+
+def test_content_ensemble_distills_each_member_and_averages_them(world, tmp_path):
+    """Cold-start vectors from the average of 3 content MLPs, each fitted to the ID vectors. On
+    the held-out videos the average's MSE is at most the members' mean MSE (convexity), and one
+    MLP (the default) trains exactly as before."""
+    over = ["model.kind=hybrid", "model.init=ease_svd", "model.normalize=false", "training.epochs=0",
+            "training.threads=1"]
+    r = run(world, tmp_path, [*over, "model.content_ensemble=3"], name="k3")
+    st = load_checkpoint(r.checkpoint)
+    each = st["info"]["distill_member_val_mse"]
+    assert len(each) == 3 and len(set(each)) == 3  # three different fits
+    assert st["info"]["distill_val_mse"] <= sum(each) / 3 + 1e-7
+    assert {h.get("member", 0) for h in st["history"] if h.get("stage") == "distill"} == {0, 1, 2}
+    assert sum(k.startswith("item.content.members.2.") for k in st["model_state"]) > 0
+    one = load_checkpoint(run(world, tmp_path, over, name="k1").checkpoint)
+    assert "distill_member_val_mse" not in one["info"] and any(k.startswith("item.content.0.") for k in one["model_state"])
+    assert one["model_args"]["content_ensemble"] == 1
+
+
+def test_content_ensemble_must_be_positive():
+    with pytest.raises(InvalidInput, match="content_ensemble must be >= 1"):
+        load_config(None, ["model.content_ensemble=0"])

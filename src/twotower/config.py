@@ -59,6 +59,9 @@ class ModelConfig:
     user_content: bool = True
     init: str = "random"  # random | ease_svd | svd
     ease_lambda: float = 0.0  # 0 -> choose on validation
+    # hybrid: how many item content MLPs are distilled (each from its own seed) and averaged for
+    # videos with no decision yet; one alone swings with the seed (docs/benchmarks.md, section 2)
+    content_ensemble: int = 1
 
 
 @dataclass
@@ -218,7 +221,8 @@ class Config:
         if t.epochs < 0 or t.distill_epochs < 0:
             raise InvalidInput("training.epochs and training.distill_epochs must be >= 0")
         for name, v in (("training.batch_size", t.batch_size),
-                        ("model.embedding_dim", m.embedding_dim)):
+                        ("model.embedding_dim", m.embedding_dim),
+                        ("model.content_ensemble", m.content_ensemble)):
             if v < 1:
                 raise InvalidInput(f"{name} must be >= 1, got {v}")
         if self.database.pooler not in ("auto", "session", "transaction"):

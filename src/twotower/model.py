@@ -36,6 +36,7 @@ class ModelArgs:
     normalize: bool = True
     use_content: bool = True
     user_content: bool = True  # hybrid: the user tower's MLP of user features (off: linear in the history)
+    content_ensemble: int = 1  # hybrid: item content MLPs averaged (each distilled from its own seed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +66,25 @@ def content_mlp(a: ModelArgs, in_dim: int) -> nn.Sequential | None:
     return mlp(in_dim, a.hidden_dims, a.dropout, a.embedding_dim) if (a.kind == "mlp" or a.use_content) else None
 
 
+class MeanOf(nn.Module):
+    """The average of several networks of one shape: a steadier map for cold-start videos than
+    any one of them (each distilled from its own seed; one alone swings with the seed)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+
+def item_content(a: ModelArgs) -> nn.Module | None:
+    """The item tower's content path; with content_ensemble > 1 (hybrid), an average of MLPs."""
+    if a.kind == "hybrid" and a.use_content and a.content_ensemble > 1:
+        return MeanOf([content_mlp(a, a.item_dim) for _ in range(a.content_ensemble)])
+    return content_mlp(a, a.item_dim)
+
+
 def _pad_index(idx: torch.Tensor, n: int) -> torch.Tensor:
     """-1 (or anything out of range) -> the padding row n."""
     return torch.where((idx >= 0) & (idx < n), idx, torch.full_like(idx, n))
@@ -91,7 +111,7 @@ class ItemTower(nn.Module):
     def __init__(self, a: ModelArgs) -> None:
         super().__init__()
         self.kind, self.normalize, self.n_items = a.kind, a.normalize, a.n_items
-        self.content = content_mlp(a, a.item_dim)
+        self.content = item_content(a)
         if a.kind == "hybrid":
             self.ids = id_table(a.n_items, a.embedding_dim)
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from twotower.config import Config
 from twotower.evaluate.baselines import Context, EASERec
 from twotower.evaluate.splits import Split
-from twotower.model import TwoTower
+from twotower.model import MeanOf, TwoTower
 from twotower.train.data import (
     Prepared,
 )
@@ -67,10 +67,12 @@ def _tune_ease_lambda(split: Split) -> float:
     return float(rec.lam)
 
 
-def distill_content(model: TwoTower, p: Prepared, cfg: Config, log: list[dict]) -> dict[str, float]:
+def distill_content(model: TwoTower, p: Prepared, cfg: Config, log: list[dict]) -> dict[str, Any]:
     """Teach the item content MLP to reproduce the ID vectors of known videos, so a video with no
-    decision yet gets a vector in the same space. MSE, early stopping on held-out videos."""
-    if model.item.content is None:
+    decision yet gets a vector in the same space. MSE, early stopping on held-out videos (the same
+    for every member of an ensemble, so the average is scored on videos none of them fitted)."""
+    content = model.item.content
+    if content is None:
         return {}
     t = cfg.training
     ids = np.flatnonzero(p.cat2model >= 0)
@@ -79,39 +81,55 @@ def distill_content(model: TwoTower, p: Prepared, cfg: Config, log: list[dict]) 
     n_val = max(1, int(0.1 * perm.size))
     val, tr = perm[:n_val], perm[n_val:]
     target = model.item.ids.weight.detach()
+    members = list(content.members) if isinstance(content, MeanOf) else [content]
     for prm in model.parameters():
         prm.requires_grad_(False)
-    for prm in model.item.content.parameters():
+    # member 0 goes on with the seed's stream (one MLP trains as it always did); the others
+    # draw their batch order from their own
+    each = [_distill_one(m, j, p, cfg, tr, val, target, rng if j == 0 else np.random.default_rng([t.seed, j]), log)
+            for j, m in enumerate(members)]
+    for prm in model.parameters():
         prm.requires_grad_(True)
-    opt = torch.optim.AdamW(model.item.content.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    with torch.no_grad():
+        content.eval()
+        mse = float(F.mse_loss(content(p.item_x[val]), target[torch.from_numpy(p.cat2model[val])]))
+    return {"distill_val_mse": mse} | ({"distill_member_val_mse": each} if len(members) > 1 else {})
+
+
+def _distill_one(net: torch.nn.Module, member: int, p: Prepared, cfg: Config, tr: np.ndarray,
+                 val: np.ndarray, target: torch.Tensor, rng: np.random.Generator, log: list[dict]) -> float:
+    """One content MLP fitted to the ID vectors; returns its best held-out MSE."""
+    t = cfg.training
+    for prm in net.parameters():
+        prm.requires_grad_(True)
+    opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     best, best_state, bad = math.inf, None, 0
 
     def loss_on(idx: np.ndarray) -> torch.Tensor:
-        pred = model.item.content(p.item_x[idx])
-        return F.mse_loss(pred, target[torch.from_numpy(p.cat2model[idx])])
+        return F.mse_loss(net(p.item_x[idx]), target[torch.from_numpy(p.cat2model[idx])])
 
     for epoch in range(t.distill_epochs):
-        model.train()
+        net.train()
         tr = rng.permutation(tr)
         for s in range(0, tr.size, t.batch_size):
             loss = loss_on(tr[s:s + t.batch_size])
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.item.content.parameters(), t.gradient_clip_norm)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), t.gradient_clip_norm)
             opt.step()
-        model.eval()
+        net.eval()
         with torch.no_grad():
             vl = float(loss_on(val))
-        log.append({"stage": "distill", "epoch": epoch, "val_mse": vl})
+        log.append({"stage": "distill", "epoch": epoch, "val_mse": vl} | ({"member": member} if member else {}))
         if vl < best - t.min_delta * abs(best if math.isfinite(best) else 1):
             best, bad = vl, 0
-            best_state = {k: v.clone() for k, v in model.item.content.state_dict().items()}
+            best_state = {k: v.clone() for k, v in net.state_dict().items()}
         else:
             bad += 1
             if bad >= t.early_stopping_patience:
                 break
     if best_state is not None:
-        model.item.content.load_state_dict(best_state)
-    for prm in model.parameters():
-        prm.requires_grad_(True)
-    return {"distill_val_mse": best}
+        net.load_state_dict(best_state)
+    for prm in net.parameters():
+        prm.requires_grad_(False)
+    return best

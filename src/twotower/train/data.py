@@ -114,7 +114,7 @@ def model_args(cfg: Config, p: Prepared) -> ModelArgs:
     return ModelArgs(kind=m.kind, user_dim=p.pipeline.user_feature_dim, item_dim=p.pipeline.item_feature_dim,
                      n_items=len(p.item_vocab), embedding_dim=m.embedding_dim, hidden_dims=list(m.hidden_dims),
                      dropout=list(m.dropout), normalize=m.normalize, use_content=m.use_content,
-                     user_content=m.user_content)
+                     user_content=m.user_content, content_ensemble=m.content_ensemble)
 
 
 # --------------------------------------------------------------------------- encoding
