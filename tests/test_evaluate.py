@@ -67,10 +67,13 @@ def test_cli_gives_one_line_errors(settings, synth_db):
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 1, p.stderr
         assert msg in p.stderr and "Traceback" not in p.stderr
-    p = subprocess.run([sys.executable, "-m", "twotower.cli", "evaluate", "-m", "popularity"],
+    p = subprocess.run([sys.executable, "-m", "twotower.cli", "evaluate", "-m", "popularity,random"],
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "| popularity |" in p.stdout
+    # under the table: random against popularity (no EASE here), with its interval
+    assert "| model | ndcg@10 x popularity | 95% CI (paired bootstrap over users) | users |" in p.stdout
+    assert sum(line.startswith("| random |") for line in p.stdout.splitlines()) == 2
 
 
 def _two_tastes():
