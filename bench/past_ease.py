@@ -1,7 +1,7 @@
 """What was tried to get past EASE on ml-latest-small (issue: NDCG@10 >= 1.05x EASE), each
 variant scored the honest way and the hopeful way.
 
-    python bench/past_ease.py                 # every family (about 20 minutes on 2 cores)
+    python bench/past_ease.py                 # every family (about 11 minutes on 2 cores)
     python bench/past_ease.py --only ease,dae
 
 Same data and split as bench/quality.py (temporal-user, 20%). For every family the

@@ -69,9 +69,9 @@ def main() -> None:
             results.append(r)
             print(f"{split_name:14s} {n:18s} ndcg@10={r.metrics['ndcg@10']:.4f} fit {r.fit_seconds:.1f}s",
                   flush=True)
-        tables[split_name] = results
         key = "" if split_name == "temporal-user" else f"@{split_name}"
         vs = comparisons(results)  # x EASE (new-items: x popularity) with a paired bootstrap CI
+        tables[split_name] = results, vs
         for r in results:
             out[r.name + key] = {k: round(r.metrics[k], 5) for k in KEYS if k in r.metrics} | {
                 "fit_seconds": round(r.fit_seconds, 1), "segments": r.segments, **r.info} | (
@@ -80,12 +80,12 @@ def main() -> None:
     shutil.rmtree(home, ignore_errors=True)
     out["_meta"] |= {"data": a.data, "machine": machine(), "commit": git_commit(),
                      "wall_seconds": round(time.perf_counter() - t0, 1)}
-    for split_name, results in tables.items():
+    for split_name, (results, vs) in tables.items():
         print(f"\n### {split_name}\n")
         print(markdown_table(results))
-        print("\n" + comparison_table(results))
+        print("\n" + comparison_table(vs))
     print("\n### seed targets (temporal-user)\n")
-    print(targets_table(tables["temporal-user"]))
+    print(targets_table(tables["temporal-user"][0]))
     print(f"\nwall time {out['_meta']['wall_seconds']} s")
     write_json("quality", out)
 

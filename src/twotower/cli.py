@@ -325,11 +325,11 @@ def evaluate(
     names = [n.strip() for m in model for n in m.split(",") if n.strip()]
     with console.status("evaluating"):
         out, results, meta = run_evaluation(settings(), cfg, names, split, test_fraction, run)
-    from twotower.evaluate.report import comparison_table, markdown_table
+    from twotower.evaluate.report import comparison_table, comparisons, markdown_table
 
     console.print(f"split {split}: {json.dumps(meta['split_info'])}")
     print(markdown_table(results))
-    if vs := comparison_table(results):
+    if vs := comparison_table(comparisons(results)):
         print("\n" + vs)
     console.print(f"report: {out}/report.md")
 

@@ -123,7 +123,7 @@ def evaluate_recommender(rec: Recommender, ctx: Context, ks: list[int], fit: boo
     top = np.concatenate(tops) if tops else np.zeros((0, kmax), dtype=np.int64)
     rel = relevant[users]
     per_user = per_user_metrics(top, rel, ks)
-    m = {k: float(v.mean()) for k, v in per_user.items()}
+    m = {k: float(v.mean()) for k, v in per_user.items()}  # ranking_metrics, without a second pass
     n_cat = s.n_items if s.candidates is None else s.candidates.size
     for k in ks:
         m[f"coverage@{k}"] = catalog_coverage(top[:, :k], n_cat)
